@@ -1,0 +1,126 @@
+"""Time `ecg analyze` per 30-minute MIT-BIH record, by stage, against NeuroKit2.
+
+Runs ``ecg analyze`` over all records in one process (as a user would), reads the stage
+timings from its JSON, and times NeuroKit2's ``ecg_clean`` + ``ecg_peaks`` +
+``ecg_delineate(method="dwt")`` on channel 0 of the same records in the same run.
+
+Usage: python bench/analyze_speed.py [--nk-records N] [--classify]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import tempfile
+import time
+import warnings
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from bench.common import machine, mitdb_dir, mitdb_records, write_results  # noqa: E402
+
+SIGNAL_STAGES = ("load", "condition", "detect", "delineate")
+
+
+def time_ecg_analyze(paths: list[str], classify: bool) -> dict[str, dict[str, float]]:
+    from ecgcore.cli import main
+
+    with tempfile.TemporaryDirectory() as out:
+        argv = ["analyze", *paths, "--json-dir", out]
+        if not classify:
+            argv.append("--no-classify")
+        start = time.perf_counter()
+        code = main(argv)
+        wall = time.perf_counter() - start
+        if code != 0:
+            raise SystemExit(f"ecg analyze failed with exit code {code}")
+        timings = {}
+        for path in paths:
+            document = json.loads((Path(out) / f"{Path(path).name}.json").read_text())
+            timings[Path(path).name] = document["timing_s"]
+    print(f"ecg analyze: {len(paths)} records in {wall:.1f} s (one process)")
+    return timings
+
+
+def time_neurokit(path: str) -> float:
+    import neurokit2 as nk
+    import wfdb
+
+    record = wfdb.rdrecord(path, channels=[0])
+    x = record.p_signal[:, 0]
+    fs = record.fs
+    start = time.perf_counter()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        cleaned = nk.ecg_clean(x, sampling_rate=fs)
+        _, info = nk.ecg_peaks(cleaned, sampling_rate=fs)
+        nk.ecg_delineate(cleaned, info["ECG_R_Peaks"], sampling_rate=fs, method="dwt")
+    return time.perf_counter() - start
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--nk-records", type=int, default=8,
+                        help="how many records to time NeuroKit2 on (0: all)")
+    parser.add_argument("--classify", action="store_true", help="include the classifiers")
+    args = parser.parse_args()
+
+    directory = mitdb_dir()
+    names = mitdb_records(directory)
+    paths = [str(directory / name) for name in names]
+    timings = time_ecg_analyze(paths, args.classify)
+    stages = list(next(iter(timings.values())).keys())
+    per_stage = {s: float(np.mean([t[s] for t in timings.values()])) for s in stages}
+    signal_total = np.array([sum(t[s] for s in SIGNAL_STAGES) for t in timings.values()])
+
+    nk_names = names if args.nk_records == 0 else names[: args.nk_records]
+    nk_times = {name: time_neurokit(str(directory / name)) for name in nk_names}
+    ours_same = np.array([sum(timings[n][s] for s in SIGNAL_STAGES) for n in nk_names])
+    nk_same = np.array([nk_times[n] for n in nk_names])
+    speedup = float(nk_same.sum() / ours_same.sum())
+
+    payload = {
+        "machine": machine(),
+        "records": len(names),
+        "mean_s_per_record_by_stage": per_stage,
+        "signal_stages_s_per_record": {
+            "mean": float(signal_total.mean()),
+            "max": float(signal_total.max()),
+            "worst_record": names[int(signal_total.argmax())],
+        },
+        "neurokit2": {
+            "records": nk_names,
+            "mean_s_per_record": float(nk_same.mean()),
+            "ours_mean_s_same_records": float(ours_same.mean()),
+            "speedup": speedup,
+        },
+        "per_record": timings,
+        "target": {"signal_stages_s_per_record": 1.0, "speedup_vs_neurokit2": 5.0},
+    }
+    lines = [
+        "# `ecg analyze` speed per 30-minute MIT-BIH record",
+        "",
+        f"{len(names)} records, one process, {payload['machine']['date']}, "
+        f"{payload['machine']['cpus']} CPUs.",
+        "",
+        "| stage | mean s / record |",
+        "| --- | --- |",
+        *[f"| {s} | {v:.3f} |" for s, v in per_stage.items()],
+        f"| **load+condition+detect+delineate** | **{signal_total.mean():.3f}** "
+        f"(max {signal_total.max():.3f}, record {payload['signal_stages_s_per_record']['worst_record']}; "
+        "target <= 1.0) |",
+        "",
+        f"NeuroKit2 `ecg_clean` + `ecg_peaks` + `ecg_delineate(dwt)` on {len(nk_names)} records: "
+        f"{nk_same.mean():.2f} s / record; ours on the same records {ours_same.mean():.3f} s: "
+        f"**{speedup:.1f}x faster** (target >= 5x).",
+        "",
+    ]
+    write_results("analyze_speed", payload, "\n".join(lines))
+
+
+if __name__ == "__main__":
+    main()

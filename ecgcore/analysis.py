@@ -1,0 +1,260 @@
+"""The analysis pipeline: one recording in, one plain :class:`Analysis` out.
+
+Every consumer (``ecg analyze``, the dashboard, training's end-to-end evaluation, the live
+page) calls :func:`analyze`, so there is exactly one filter chain, one detector, one
+delineator and one inference path.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from ecgcore.errors import SignalError
+from ecgcore.recording import Recording
+from ecgcore.signal import (
+    INTERNAL_FS,
+    check_rate,
+    ecg_condition,
+    ecg_resample,
+    fill_gaps,
+    to_input_index,
+)
+
+MIN_DURATION_S = 2.0
+"""Shortest recording analysed: a beat and its neighbours need about two seconds."""
+MAX_MISSING_FRACTION = 0.5
+AAMI_CLASSES = ("N", "S", "V", "F", "Q")
+HEART_RATE_SMOOTHING_BEATS = 5
+
+
+@dataclass
+class Analysis:
+    """Everything ecgcore found in one lead of one recording.
+
+    All sample indices are the input's own sample numbers. Arrays are per beat.
+
+    Attributes
+    ----------
+    source, fs, n_samples, leads, lead_used
+        What was analysed.
+    rpeaks : np.ndarray
+        R-peak positions (int64).
+    points : dict of str to np.ndarray
+        Delineation (``p_onset`` ... ``t_offset``), float with NaN where a wave is absent.
+    binary_p_abnormal : np.ndarray or None
+        The binary model's probability that each beat is abnormal.
+    aami_probs : np.ndarray or None
+        ``(n_beats, 5)`` probabilities of N, S, V, F, Q.
+    rhythm : list of dict
+        Episodes ``{"label", "start", "end"}``.
+    timing_s : dict
+        Seconds spent per stage.
+    warnings : list of str
+        What the user should know (gaps interpolated, no beats found...).
+    """
+
+    source: str
+    fs: float
+    n_samples: int
+    leads: list[str]
+    lead_used: str
+    rpeaks: np.ndarray
+    points: dict[str, np.ndarray]
+    binary_p_abnormal: np.ndarray | None = None
+    aami_probs: np.ndarray | None = None
+    rhythm: list[dict[str, Any]] = field(default_factory=list)
+    timing_s: dict[str, float] = field(default_factory=dict)
+    warnings: list[str] = field(default_factory=list)
+
+    @property
+    def n_beats(self) -> int:
+        """Number of detected beats."""
+        return int(self.rpeaks.size)
+
+    @property
+    def aami_labels(self) -> np.ndarray | None:
+        """The five-class label of each beat, or None without the model."""
+        if self.aami_probs is None:
+            return None
+        return np.asarray(AAMI_CLASSES)[np.argmax(self.aami_probs, axis=1)]
+
+    def heart_rate_bpm(self) -> dict[str, float | None]:
+        """Mean, minimum and maximum heart rate.
+
+        The mean comes from the mean RR interval; minimum and maximum from a running median
+        over a few beats, so one missed or extra beat does not give an absurd extreme.
+        """
+        if self.rpeaks.size < 2:
+            return {"mean": None, "min": None, "max": None}
+        rr = np.diff(self.rpeaks) / self.fs
+        rate = 60.0 / rr
+        if rate.size >= HEART_RATE_SMOOTHING_BEATS:
+            from scipy.ndimage import median_filter
+
+            rate = median_filter(rate, size=HEART_RATE_SMOOTHING_BEATS, mode="nearest")
+        return {
+            "mean": round(float(60.0 / rr.mean()), 2),
+            "min": round(float(rate.min()), 2),
+            "max": round(float(rate.max()), 2),
+        }
+
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON form written by ``ecg analyze``."""
+
+        def index(value: float) -> int | None:
+            return None if not np.isfinite(value) else int(value)
+
+        beats = []
+        labels = self.aami_labels
+        for i in range(self.n_beats):
+            beat: dict[str, Any] = {"r_peak": int(self.rpeaks[i])}
+            for name, values in self.points.items():
+                beat[name] = index(values[i])
+            if self.binary_p_abnormal is not None:
+                p = float(self.binary_p_abnormal[i])
+                beat["binary"] = {
+                    "label": "abnormal" if p >= 0.5 else "normal",
+                    "p_abnormal": round(p, 5),
+                }
+            else:
+                beat["binary"] = None
+            if self.aami_probs is not None and labels is not None:
+                beat["aami"] = {
+                    "label": str(labels[i]),
+                    "probs": {
+                        c: round(float(p), 5)
+                        for c, p in zip(AAMI_CLASSES, self.aami_probs[i], strict=True)
+                    },
+                }
+            else:
+                beat["aami"] = None
+            beats.append(beat)
+        return {
+            "source": self.source,
+            "fs": self.fs,
+            "n_samples": self.n_samples,
+            "leads": list(self.leads),
+            "lead_used": self.lead_used,
+            "beats": beats,
+            "rhythm": list(self.rhythm),
+            "heart_rate_bpm": self.heart_rate_bpm(),
+            "timing_s": {k: round(v, 4) for k, v in self.timing_s.items()},
+            "warnings": list(self.warnings),
+        }
+
+
+def prepare_lead(recording: Recording, lead: str | int | None = None) -> tuple[np.ndarray, int]:
+    """Check a lead and return it conditioned at :data:`INTERNAL_FS`, with its index.
+
+    Raises
+    ------
+    SignalError
+        When the rate is absurd, the recording too short, mostly missing or flat.
+    """
+    check_rate(recording.fs)
+    index = recording.lead_index(lead)
+    raw = np.asarray(recording.signal[:, index], dtype=np.float64)
+    duration = raw.size / recording.fs
+    if duration < MIN_DURATION_S:
+        raise SignalError(
+            f"the recording is too short to analyse: {raw.size} sample(s), {duration:.2f} s "
+            f"at {recording.fs:g} Hz (at least {MIN_DURATION_S:g} s is needed)"
+        )
+    missing_fraction = float(np.mean(~np.isfinite(raw)))
+    if missing_fraction > MAX_MISSING_FRACTION:
+        raise SignalError(
+            f"{missing_fraction:.0%} of the samples of lead {recording.leads[index]} are "
+            "missing (empty, NaN or infinite): too few to analyse"
+        )
+    filled, _ = fill_gaps(raw)
+    if np.ptp(filled) <= 1e-12 * max(1.0, float(np.abs(filled).max())):
+        raise SignalError(
+            f"lead {recording.leads[index]} is a flat line (every sample is "
+            f"{filled[0]:g}): there is no ECG to analyse"
+        )
+    x = ecg_resample(filled, recording.fs, INTERNAL_FS)
+    return ecg_condition(x, INTERNAL_FS), index
+
+
+def analyze(
+    recording: Recording,
+    lead: str | int | None = None,
+    *,
+    classify: bool = True,
+    classifiers: Any = None,
+) -> Analysis:
+    """Condition, detect, delineate and classify one lead of a recording.
+
+    Parameters
+    ----------
+    recording : Recording
+        From :func:`ecgcore.io.read` or any other source.
+    lead : str, int or None
+        Lead name or index; the first lead by default.
+    classify : bool
+        Run the two beat classifiers (loads the packaged models once per process).
+    classifiers : optional
+        Preloaded classifiers (:func:`ecgcore.inference.load_classifiers`), to use
+        other weights.
+
+    Returns
+    -------
+    Analysis
+        Indices in the input's own sample numbers.
+    """
+    from ecgcore.delineate import ecg_delineate
+    from ecgcore.detect import ecg_rpeaks
+
+    timing: dict[str, float] = {}
+    warnings: list[str] = []
+    start = time.perf_counter()
+    x360, index = prepare_lead(recording, lead)
+    n_missing = int(np.sum(~np.isfinite(recording.signal[:, index])))
+    if n_missing:
+        warnings.append(
+            f"{n_missing} missing sample(s) were interpolated; beats there are unreliable"
+        )
+    timing["condition"] = time.perf_counter() - start
+
+    start = time.perf_counter()
+    rpeaks360 = ecg_rpeaks(x360, INTERNAL_FS)
+    timing["detect"] = time.perf_counter() - start
+    if rpeaks360.size == 0:
+        warnings.append("no heartbeat was found in this lead")
+
+    start = time.perf_counter()
+    points360 = ecg_delineate(x360, rpeaks360, INTERNAL_FS)
+    timing["delineate"] = time.perf_counter() - start
+
+    binary = aami = None
+    start = time.perf_counter()
+    if classify and rpeaks360.size:
+        from ecgcore.beats import beat_inputs
+        from ecgcore.inference import classify_beats, load_classifiers
+
+        models = classifiers if classifiers is not None else load_classifiers()
+        result = classify_beats(models, beat_inputs(x360, rpeaks360, INTERNAL_FS))
+        binary = result["binary_p_abnormal"]
+        aami = result["aami_probs"]
+    timing["classify"] = time.perf_counter() - start
+
+    fs = recording.fs
+    rpeaks = to_input_index(rpeaks360, fs).astype(np.int64)
+    points = {name: to_input_index(values, fs) for name, values in points360.items()}
+    return Analysis(
+        source=recording.source,
+        fs=fs,
+        n_samples=recording.n_samples,
+        leads=list(recording.leads),
+        lead_used=recording.leads[index],
+        rpeaks=rpeaks,
+        points=points,
+        binary_p_abnormal=binary,
+        aami_probs=aami,
+        timing_s=timing,
+        warnings=warnings,
+    )
