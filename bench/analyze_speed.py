@@ -64,8 +64,9 @@ def time_neurokit(path: str) -> float:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--nk-records", type=int, default=8,
-                        help="how many records to time NeuroKit2 on (0: all)")
+    parser.add_argument(
+        "--nk-records", type=int, default=8, help="how many records to time NeuroKit2 on (0: all)"
+    )
     parser.add_argument("--classify", action="store_true", help="include the classifiers")
     args = parser.parse_args()
 
@@ -111,7 +112,7 @@ def main() -> None:
         "| --- | --- |",
         *[f"| {s} | {v:.3f} |" for s, v in per_stage.items()],
         f"| **load+condition+detect+delineate** | **{signal_total.mean():.3f}** "
-        f"(max {signal_total.max():.3f}, record {payload['signal_stages_s_per_record']['worst_record']}; "
+        f"(max {signal_total.max():.3f}, record {names[int(signal_total.argmax())]}; "
         "target <= 1.0) |",
         "",
         f"NeuroKit2 `ecg_clean` + `ecg_peaks` + `ecg_delineate(dwt)` on {len(nk_names)} records: "

@@ -45,13 +45,17 @@ def analyze_main(argv: list[str]) -> int:
         description="Detect, delineate and classify the beats of ECG recordings.",
     )
     parser.add_argument(
-        "paths", nargs="+", metavar="PATH",
+        "paths",
+        nargs="+",
+        metavar="PATH",
         help="a WFDB record (path without extension) or a text/CSV file",
     )
     parser.add_argument("--fs", type=float, help="sampling rate in Hz, when the file has none")
     parser.add_argument("--lead", help="lead name or index (default: the first lead)")
     out = parser.add_mutually_exclusive_group()
-    out.add_argument("--json", metavar="OUT", help="write the JSON here (a list for several inputs)")
+    out.add_argument(
+        "--json", metavar="OUT", help="write the JSON here (a list for several inputs)"
+    )
     out.add_argument("--json-dir", metavar="DIR", help="write one <name>.json per input here")
     parser.add_argument(
         "--no-classify", action="store_true", help="skip the beat classifiers (faster)"

@@ -10,11 +10,21 @@ MATCH_TOLERANCE_S = 0.150
 """EC57 matching window: a detected beat within 150 ms of a reference beat matches it."""
 
 AAMI_BEAT_SYMBOLS = {
-    "N": "N", "L": "N", "R": "N", "e": "N", "j": "N",
-    "A": "S", "a": "S", "J": "S", "S": "S",
-    "V": "V", "E": "V",
+    "N": "N",
+    "L": "N",
+    "R": "N",
+    "e": "N",
+    "j": "N",
+    "A": "S",
+    "a": "S",
+    "J": "S",
+    "S": "S",
+    "V": "V",
+    "E": "V",
     "F": "F",
-    "/": "Q", "f": "Q", "Q": "Q",
+    "/": "Q",
+    "f": "Q",
+    "Q": "Q",
 }
 """MIT-BIH beat symbol -> AAMI class. Symbols absent here are not beats."""
 

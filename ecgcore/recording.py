@@ -88,7 +88,5 @@ class Recording:
             return index
         names = [name.lower() for name in self.leads]
         if lead.lower() not in names:
-            raise EcgError(
-                f"no lead named {lead!r}: this recording has {', '.join(self.leads)}"
-            )
+            raise EcgError(f"no lead named {lead!r}: this recording has {', '.join(self.leads)}")
         return names.index(lead.lower())

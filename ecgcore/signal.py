@@ -60,7 +60,9 @@ def to_input_index(index: np.ndarray, fs_in: float, fs_internal: float = INTERNA
     return np.round(index * (fs_in / fs_internal))
 
 
-def to_internal_index(index: np.ndarray, fs_in: float, fs_internal: float = INTERNAL_FS) -> np.ndarray:
+def to_internal_index(
+    index: np.ndarray, fs_in: float, fs_internal: float = INTERNAL_FS
+) -> np.ndarray:
     """Map input sample numbers to sample indices at the internal rate (int64)."""
     index = np.asarray(index, dtype=np.float64)
     return np.round(index * (fs_internal / fs_in)).astype(np.int64)

@@ -23,7 +23,7 @@ os.environ.setdefault("ECG_CACHE_DIR", str(REPO / ".cache" / "test-cache"))
 def pytest_collection_modifyitems(config, items):
     if not MITDB.exists():
         raise pytest.UsageError(
-            f"the tests need MIT-BIH at {MITDB} (set ECG_MITDB_DIR or put ../shared beside the repo)"
+            f"the tests need MIT-BIH at {MITDB}: set ECG_MITDB_DIR or put ../shared beside the repo"
         )
 
 

@@ -39,9 +39,7 @@ def test_condition_keeps_peak_positions(mitdb):
     ann = wfdb.rdann(str(mitdb / "100"), "atr", sampto=36000)
     beats = ann.sample[(ann.sample > 100) & (ann.sample < 35900)]
     # Zero-phase filtering: the R maximum stays within 3 samples of the raw one.
-    shifts = [
-        np.argmax(cleaned[b - 20 : b + 20]) - np.argmax(x[b - 20 : b + 20]) for b in beats
-    ]
+    shifts = [np.argmax(cleaned[b - 20 : b + 20]) - np.argmax(x[b - 20 : b + 20]) for b in beats]
     assert np.percentile(np.abs(shifts), 95) <= 3
 
 
