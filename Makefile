@@ -3,7 +3,9 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
-DEBIAN_PACKAGES := chromium chromium-driver
+# chromium: browser tests; gcc-avr..libsimavr-dev: compile the Arduino sketch and run it on an
+# emulated ATmega328P (tests/test_protocol.py).
+DEBIAN_PACKAGES := chromium chromium-driver gcc-avr avr-libc arduino-core-avr libsimavr-dev
 export KERAS_BACKEND := jax
 
 .PHONY: install run test test-fast bench lint debian-packages clean
@@ -20,7 +22,7 @@ $(STAMP): pyproject.toml
 
 # The browser tests drive Debian's chromium (never `playwright install`: it downloads a browser).
 debian-packages:
-	@if ! command -v chromium >/dev/null 2>&1; then \
+	@if ! dpkg -s $(DEBIAN_PACKAGES) >/dev/null 2>&1; then \
 		echo "installing Debian packages: $(DEBIAN_PACKAGES)"; \
 		SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
 		$$SUDO apt-get update -qq && \

@@ -1,0 +1,599 @@
+"""Record an ``ecg_ad8232`` board (or the simulator) from a serial port to the CSV format.
+
+The file format (read back by ``ecgcore.io``)::
+
+    # format: ecg-workbench-recorder-1
+    # fs_hz: 360
+    # device: AD8232-Uno
+    # firmware: 1.0.0
+    # bits: 10
+    # start_time: 2026-11-22T00:30:00.123456Z
+    # port: /dev/ttyACM0
+    seq,time_s,value,leads_off
+    0,0.000000,517,0
+    1,0.002778,519,0
+    3,0.008333,522,0
+
+``seq`` is the sample number since the start, unwrapped from the device's 16-bit counter;
+a jump (2 -> 3 above) is a lost sample, never an interpolated one. ``time_s = seq / fs_hz``.
+``start_time`` is the PC clock (UTC) when the header announcing sample 0 arrived. Comments
+appear only at the top: gaps are reported by the :class:`RecordingSummary` and on the
+progress line, and are visible in the file as seq jumps.
+
+The file only ever holds whole lines: rows are written with one ``os.write`` of complete
+lines at least every :data:`FLUSH_EVERY_S` and ``fsync`` ed every :data:`FSYNC_EVERY_S`, so
+a killed recorder loses at most the last half second and a power cut the last second.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+
+import numpy as np
+
+from acquisition.protocol import (
+    DEFAULT_BAUD,
+    MAX_LINE,
+    SEQ_MODULUS,
+    Garbled,
+    Header,
+    Message,
+    Sample,
+    parse_line,
+    seq_delta,
+    unwrap_near,
+)
+from ecgcore.errors import EcgError
+
+CSV_COLUMNS = "seq,time_s,value,leads_off"
+FILE_FORMAT = "ecg-workbench-recorder-1"
+FLUSH_EVERY_S = 0.5
+FSYNC_EVERY_S = 1.0
+PROGRESS_EVERY_S = 0.5
+ASK_HEADER_AFTER_S = 2.5
+SILENCE_WARNING_S = 3.0
+CONFIRM_WINDOW = 64
+"""A jump of more than a second must be followed by a line at most this far on."""
+
+
+class AcquisitionError(EcgError):
+    """A recording could not start or the device does not speak the protocol."""
+
+
+@dataclass(frozen=True)
+class Gap:
+    """Samples that never reached the file.
+
+    Attributes
+    ----------
+    first : int
+        Unwrapped number of the first missing sample.
+    count : int
+        How many consecutive samples are missing.
+    cause : str
+        ``"sequence jump"`` (the device's counter says exactly how many), ``"device
+        restart"`` or ``"reconnect"`` (the length is estimated from the PC clock).
+    estimated : bool
+        Whether ``count`` is an estimate rather than counted by the device.
+    """
+
+    first: int
+    count: int
+    cause: str = "sequence jump"
+    estimated: bool = False
+
+    @property
+    def last(self) -> int:
+        """Unwrapped number of the last missing sample."""
+        return self.first + self.count - 1
+
+
+@dataclass
+class RecordingSummary:
+    """What a recording got and lost (also the progress snapshot while it runs)."""
+
+    path: str
+    port: str
+    fs: float | None = None
+    device: str | None = None
+    firmware: str | None = None
+    bits: int = 10
+    start_time: str | None = None
+    samples_written: int = 0
+    last_seq: int = -1
+    gaps: list[Gap] = field(default_factory=list)
+    garbled_lines: int = 0
+    out_of_sequence: int = 0
+    before_header: int = 0
+    messages: list[str] = field(default_factory=list)
+    reconnects: int = 0
+    leads_off_samples: int = 0
+    leads_off_now: bool = False
+    wall_s: float = 0.0
+    stop_reason: str = ""
+
+    @property
+    def lost_samples(self) -> int:
+        """Samples missing between the first and the last one written."""
+        return sum(gap.count for gap in self.gaps)
+
+    @property
+    def duration_s(self) -> float:
+        """Signal time covered by the file (first to last sample, gaps included)."""
+        return (self.last_seq + 1) / self.fs if self.fs else 0.0
+
+    def describe(self) -> str:
+        """One line for a human."""
+        rate = f"{self.fs:g} Hz" if self.fs else "rate unknown"
+        return (
+            f"{self.samples_written} samples ({self.duration_s:.1f} s at {rate}), "
+            f"{len(self.gaps)} gap(s) / {self.lost_samples} lost, "
+            f"{self.garbled_lines} garbled line(s); {self.stop_reason}"
+        )
+
+
+class _CsvSink:
+    """Append-only writer of whole lines with timed flush and fsync."""
+
+    def __init__(self, path: Path, header_lines: list[str]):
+        self.path = path
+        self.fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+        self.rows: list[str] = []
+        self._write("".join(line + "\n" for line in header_lines))
+        os.fsync(self.fd)
+        self.last_flush = self.last_fsync = time.monotonic()
+
+    def _write(self, text: str) -> None:
+        data = text.encode("ascii")
+        while data:
+            # A write to a regular file is not cut short by a signal, so the file holds
+            # whole lines even if the process is killed right now.
+            written = os.write(self.fd, data)
+            data = data[written:]
+
+    def add(self, seq: int, fs: float, value: int, leads_off: int) -> None:
+        self.rows.append(f"{seq},{seq / fs:.6f},{value},{leads_off}\n")
+
+    def maybe_flush(self, now: float) -> None:
+        if now - self.last_flush >= FLUSH_EVERY_S:
+            self.flush(now)
+
+    def flush(self, now: float) -> None:
+        if self.rows:
+            self._write("".join(self.rows))
+            self.rows.clear()
+        self.last_flush = now
+        if now - self.last_fsync >= FSYNC_EVERY_S:
+            os.fsync(self.fd)
+            self.last_fsync = now
+
+    def close(self) -> None:
+        self.flush(time.monotonic())
+        os.fsync(self.fd)
+        os.close(self.fd)
+
+
+class StreamDecoder:
+    """Turn the device's byte stream into unwrapped samples (no I/O: testable alone).
+
+    Feed it bytes with :meth:`feed`; it parses whole lines, drops garbled ones (the next
+    newline is the resynchronisation point), unwraps the 16-bit counter and records gaps
+    in ``summary``. Accepted samples come back as ``(seq, value, leads_off)`` tuples.
+
+    Parameters
+    ----------
+    summary : RecordingSummary
+        Updated in place (counters, gaps, header fields).
+    on_header : callable
+        Called with the first :class:`Header` (the caller opens its file there).
+    """
+
+    def __init__(self, summary: RecordingSummary, on_header: Callable[[Header], None]):
+        self.summary = summary
+        self.on_header = on_header
+        self.buffer = bytearray()
+        self.header: Header | None = None
+        self.last_u = -1
+        self.last_wrapped = 0
+        self.last_time = 0.0
+        # (device seq or None, unwrapped number it maps to): how to place the next sample
+        # after a header or an outage, instead of counting from the previous one.
+        self.anchor: tuple[int | None, int] | None = None
+        self.after_outage = False
+        self.pending: tuple[Sample, int, tuple[int, int]] | None = None
+        self.restart_cause: str | None = None
+        self.ended = False
+        self.rate_changed: float | None = None
+
+    def feed(self, data: bytes, now: float) -> list[tuple[int, int, int]]:
+        self.buffer += data
+        out: list[tuple[int, int, int]] = []
+        while True:
+            newline = self.buffer.find(b"\n")
+            if newline < 0:
+                if len(self.buffer) > MAX_LINE:
+                    # Noise with no newline: throw it away and wait for the next line start.
+                    self.summary.garbled_lines += 1
+                    self.buffer.clear()
+                break
+            line = bytes(self.buffer[:newline])
+            del self.buffer[: newline + 1]
+            self._line(line, now, out)
+            if self.ended or self.rate_changed:
+                break
+        return out
+
+    def outage(self) -> None:
+        """The port went away: the partial line is lost, the next sample is placed by clock."""
+        self.buffer.clear()
+        if self.pending is not None:
+            self.last_u, self.last_wrapped = self.pending[2]
+            self.pending = None
+        if self.header is not None:
+            self.after_outage = True
+
+    def _line(self, line: bytes, now: float, out: list) -> None:
+        parsed = parse_line(line)
+        if isinstance(parsed, Garbled):
+            # Even an empty line counts: the device never sends one.
+            self.summary.garbled_lines += 1
+            return
+        if isinstance(parsed, Header):
+            self._header(parsed, now)
+        elif isinstance(parsed, Message):
+            text = f"{parsed.kind} {parsed.text}".strip()
+            self.summary.messages.append(text)
+            if parsed.kind == "END":
+                self.ended = True
+                if self.pending is not None:
+                    # A big jump nothing came to confirm: not believed (see _sample).
+                    self.summary.out_of_sequence += 1
+                    self.last_u, self.last_wrapped = self.pending[2]
+                    self.pending = None
+        elif isinstance(parsed, Sample):
+            self._sample(parsed, now, out)
+
+    def _clock_expected(self, now: float) -> int:
+        return self.last_u + max(1, round((now - self.last_time) * self.header.fs))
+
+    def _header(self, header: Header, now: float) -> None:
+        if self.header is None:
+            self.header = header
+            self.summary.fs, self.summary.bits = header.fs, header.bits
+            self.summary.device, self.summary.firmware = header.device, header.firmware
+            self.anchor = (header.seq, 0)
+            self.last_time = now
+            self.on_header(header)
+            return
+        if header.fs != self.header.fs:
+            self.rate_changed = header.fs
+            return
+        if header.seq is None or self.last_u < 0:
+            return
+        if self.after_outage:
+            expected = self._clock_expected(now)
+            continued = unwrap_near(header.seq, expected)
+            # A board that kept counting lands near the clock's guess; one that was reset
+            # (an Uno resets when its port is opened) restarts from 0 anywhere else.
+            tolerance = 0.5 * self.header.fs + 0.1 * (expected - self.last_u)
+            if continued > self.last_u and abs(continued - expected) <= tolerance:
+                self.anchor = (header.seq, continued)
+                self.restart_cause = "reconnect"
+            else:
+                self.anchor = (header.seq, expected)
+                self.restart_cause = "device restart"
+            self.after_outage = False
+        elif not 1 <= seq_delta(self.last_wrapped, header.seq) < SEQ_MODULUS // 2:
+            self.anchor = (header.seq, self._clock_expected(now))
+            self.restart_cause = "device restart"
+
+    def _sample(self, sample: Sample, now: float, out: list) -> None:
+        summary = self.summary
+        if self.header is None:
+            summary.before_header += 1
+            return
+        if sample.value >= 1 << self.header.bits:
+            summary.garbled_lines += 1
+            return
+        if self.anchor is not None:
+            anchor_seq, anchor_u = self.anchor
+            delta = 0 if anchor_seq is None else seq_delta(anchor_seq, sample.seq)
+            if delta >= SEQ_MODULUS // 2:
+                summary.out_of_sequence += 1
+                return
+            cause, self.restart_cause, self.anchor = self.restart_cause, None, None
+            u = anchor_u + delta
+            # A restarted board's gap is a clock estimate; a board that kept counting
+            # gives it exactly unless the outage spans more than half a counter wrap.
+            estimated = cause == "device restart" or (
+                cause == "reconnect" and u - self.last_u > SEQ_MODULUS // 2
+            )
+            self._accept(sample, u, cause, estimated, now, out)
+            return
+        if self.after_outage:
+            # Reconnected to a board that did not announce itself: it kept counting, so
+            # its counter gives the gap modulo 65536 and the clock gives the wraps.
+            u = unwrap_near(sample.seq, self._clock_expected(now))
+            while u <= self.last_u:
+                u += SEQ_MODULUS
+            self.after_outage = False
+            estimated = u - self.last_u > SEQ_MODULUS // 2
+            self._accept(sample, u, "reconnect", estimated, now, out)
+            return
+        delta = seq_delta(self.last_wrapped, sample.seq)
+        if self.pending is not None:
+            # A big jump is only believed when the next line follows it closely; else it
+            # was a corrupted counter that slipped through the checksum.
+            held, held_u, previous = self.pending
+            self.pending = None
+            if 1 <= delta <= CONFIRM_WINDOW:
+                self._accept(held, held_u, None, False, now, out)
+                self._accept(sample, held_u + delta, None, False, now, out)
+                return
+            summary.out_of_sequence += 1
+            self.last_u, self.last_wrapped = previous
+            delta = seq_delta(self.last_wrapped, sample.seq)
+        if not 1 <= delta < SEQ_MODULUS // 2:
+            summary.out_of_sequence += 1
+            return
+        u = self.last_u + delta
+        if delta > max(self.header.fs, 64) and self.last_u >= 0:
+            self.pending = (sample, u, (self.last_u, self.last_wrapped))
+            self.last_u, self.last_wrapped = u, sample.seq
+            return
+        self._accept(sample, u, None, False, now, out)
+
+    def _accept(
+        self, sample: Sample, u: int, cause: str | None, estimated: bool, now: float, out: list
+    ) -> None:
+        summary = self.summary
+        previous = summary.last_seq
+        if u > previous + 1:
+            summary.gaps.append(Gap(previous + 1, u - previous - 1, cause or "sequence jump",
+                                    estimated))
+        out.append((u, sample.value, sample.leads_off))
+        self.last_u, self.last_wrapped, self.last_time = u, sample.seq, now
+        summary.last_seq = u
+        summary.samples_written += 1
+        summary.leads_off_samples += sample.leads_off
+        summary.leads_off_now = bool(sample.leads_off)
+
+
+def _utc_now() -> str:
+    return datetime.now(UTC).isoformat(timespec="microseconds").replace("+00:00", "Z")
+
+
+def _open_port(port: str, baud: int):
+    import serial
+
+    return serial.Serial(port, baud, timeout=0.1)
+
+
+def _ask_header(handle) -> None:
+    import serial
+
+    with contextlib.suppress(serial.SerialException, OSError):
+        handle.write(b"?\n")
+
+
+def record(
+    port: str,
+    out_path: str | os.PathLike,
+    duration_s: float | None = None,
+    baud: int = DEFAULT_BAUD,
+    reconnect: bool = True,
+    reconnect_timeout_s: float = 30.0,
+    header_timeout_s: float = 12.0,
+    overwrite: bool = True,
+    on_progress: Callable[[RecordingSummary], None] | None = None,
+    on_samples: Callable[[np.ndarray, np.ndarray, np.ndarray], None] | None = None,
+    on_message: Callable[[str], None] | None = None,
+    stop_event: threading.Event | None = None,
+) -> RecordingSummary:
+    """Record a board speaking :mod:`acquisition.protocol` into the CSV format.
+
+    Parameters
+    ----------
+    port : str
+        Serial device (``/dev/ttyACM0``, ``COM3``, or the simulator's link).
+    out_path : path
+        The CSV file, created when the device's header arrives.
+    duration_s : float, optional
+        Stop after this much signal time (``seq >= duration_s * fs``); ``None`` runs until
+        ``stop_event``, the end of a simulated stream, or the port's loss.
+    baud : int
+        Serial speed; the sketch uses 115200.
+    reconnect : bool
+        When the port vanishes, try to reopen it for ``reconnect_timeout_s`` seconds.
+    header_timeout_s : float
+        Give up if no header line arrives within this time after opening.
+    overwrite : bool
+        Whether an existing ``out_path`` may be replaced.
+    on_progress : callable, optional
+        Called with the live :class:`RecordingSummary` about every 0.5 s.
+    on_samples : callable, optional
+        Called with ``(seq, value, leads_off)`` int64 arrays of each batch of new samples,
+        as they are received (the live page's feed).
+    on_message : callable, optional
+        Called with human-readable events (port lost, reconnected, device messages).
+    stop_event : threading.Event, optional
+        Set it to stop cleanly from another thread.
+
+    Returns
+    -------
+    RecordingSummary
+        Samples written, gaps, garbled lines, why it stopped.
+
+    Raises
+    ------
+    AcquisitionError
+        The port cannot be opened, or no header came (nothing is written then).
+    """
+    import serial
+
+    out_path = Path(out_path)
+    if out_path.exists() and not overwrite:
+        raise AcquisitionError(f"{out_path} already exists (choose another name or overwrite)")
+    summary = RecordingSummary(path=str(out_path), port=str(port))
+    say = on_message or (lambda text: None)
+    sink: _CsvSink | None = None
+
+    def open_file(header: Header) -> None:
+        nonlocal sink
+        summary.start_time = _utc_now()
+        lines = [
+            f"# format: {FILE_FORMAT}",
+            f"# fs_hz: {header.fs:g}",
+            f"# device: {header.device}",
+            f"# firmware: {header.firmware}",
+            f"# bits: {header.bits}",
+            f"# start_time: {summary.start_time}",
+            f"# port: {port}",
+            CSV_COLUMNS,
+        ]
+        try:
+            out_path.parent.mkdir(parents=True, exist_ok=True)
+            sink = _CsvSink(out_path, lines)
+        except OSError as error:
+            raise AcquisitionError(f"cannot write {out_path}: {error.strerror or error}") from None
+        say(f"{header.device} firmware {header.firmware} at {header.fs:g} Hz; writing {out_path}")
+
+    decoder = StreamDecoder(summary, open_file)
+    try:
+        handle = _open_port(port, baud)
+    except (serial.SerialException, OSError, ValueError) as error:
+        raise AcquisitionError(f"cannot open serial port {port}: {_reason(error)}") from None
+
+    start = time.monotonic()
+    last_progress = start
+    stop_at = None
+    # An Uno resets when its port opens and its bootloader would eat a request sent at
+    # once; a board that did not reset (Nano clones, the simulator after a while) is asked
+    # for its header once it has had time to boot, instead of waiting for the periodic one.
+    ask_at = start + ASK_HEADER_AFTER_S
+    last_data, silent, bytes_in = start, False, 0
+    try:
+        while True:
+            if stop_event is not None and stop_event.is_set():
+                summary.stop_reason = "stopped"
+                break
+            try:
+                data = handle.read(max(1, handle.in_waiting))
+            except (serial.SerialException, OSError) as error:
+                with contextlib.suppress(Exception):
+                    handle.close()
+                decoder.outage()
+                say(f"port {port} disappeared ({_reason(error)})")
+                handle = _reconnect(port, baud, reconnect, reconnect_timeout_s, stop_event, say)
+                if handle is None:
+                    summary.stop_reason = "port lost"
+                    break
+                summary.reconnects += 1
+                say(f"reconnected to {port}")
+                ask_at = time.monotonic() + ASK_HEADER_AFTER_S
+                continue
+            now = time.monotonic()
+            if ask_at is not None and now >= ask_at:
+                if decoder.header is None or decoder.after_outage:
+                    _ask_header(handle)
+                ask_at = None
+            if data:
+                bytes_in += len(data)
+                last_data = now
+                if silent:
+                    say(f"data from {port} again")
+                    silent = False
+                known_messages = len(summary.messages)
+                accepted = decoder.feed(data, now)
+                for text in summary.messages[known_messages:]:
+                    say(f"device says: {text}")
+                if stop_at is None and summary.fs and duration_s is not None:
+                    stop_at = int(round(duration_s * summary.fs))
+                if stop_at is not None:
+                    accepted = [row for row in accepted if row[0] < stop_at]
+                if accepted and sink is not None:
+                    fs = summary.fs
+                    for u, value, leads_off in accepted:
+                        sink.add(u, fs, value, leads_off)
+                    if on_samples is not None:
+                        columns = np.asarray(accepted, dtype=np.int64).T
+                        on_samples(columns[0], columns[1], columns[2])
+                if decoder.ended:
+                    summary.stop_reason = "device ended its stream"
+                    break
+                if decoder.rate_changed:
+                    summary.stop_reason = (
+                        f"device changed its rate to {decoder.rate_changed:g} Hz "
+                        f"(this file is at {summary.fs:g} Hz)"
+                    )
+                    break
+                if stop_at is not None and summary.last_seq >= stop_at - 1:
+                    summary.stop_reason = f"duration reached ({duration_s:g} s)"
+                    break
+            elif sink is not None and not silent and now - last_data > SILENCE_WARNING_S:
+                say(f"no data from {port} for {SILENCE_WARNING_S:g} s (electrode cable? board?)")
+                silent = True
+            if sink is None and now - start > header_timeout_s:
+                heard = (f"{bytes_in} bytes arrived but no valid header line" if bytes_in
+                         else "nothing arrived")
+                raise AcquisitionError(
+                    f"no ECG header from {port} within {header_timeout_s:g} s ({heard}): is "
+                    f"the board running the ecg_ad8232 sketch at {baud} baud?"
+                )
+            if sink is not None:
+                sink.maybe_flush(now)
+            if on_progress is not None and now - last_progress >= PROGRESS_EVERY_S:
+                summary.wall_s = now - start
+                on_progress(summary)
+                last_progress = now
+    finally:
+        with contextlib.suppress(Exception):
+            handle.close()
+        if sink is not None:
+            sink.close()
+        summary.wall_s = time.monotonic() - start
+    if sink is None:
+        raise AcquisitionError(f"no ECG header received from {port}; nothing was recorded")
+    if on_progress is not None:
+        on_progress(summary)
+    return summary
+
+
+def _reason(error: BaseException) -> str:
+    # pyserial wraps the OSError as SerialException(errno, "could not open port ...: ...").
+    if error.args and isinstance(error.args[0], int):
+        return os.strerror(error.args[0])
+    text = getattr(error, "strerror", None) or str(error) or type(error).__name__
+    return text.splitlines()[0]
+
+
+def _reconnect(port, baud, enabled, timeout_s, stop_event, say):
+    import serial
+
+    if not enabled or timeout_s <= 0:
+        return None
+    say(f"trying to reconnect to {port} for {timeout_s:g} s")
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if stop_event is not None and stop_event.is_set():
+            return None
+        try:
+            return _open_port(port, baud)
+        except (serial.SerialException, OSError, ValueError):
+            time.sleep(0.25)
+    say(f"gave up reconnecting to {port} after {timeout_s:g} s")
+    return None
+
+
+def list_ports() -> list[tuple[str, str]]:
+    """Serial ports present, as ``(device, description)`` pairs."""
+    from serial.tools import list_ports as tools
+
+    return [(info.device, info.description or "") for info in sorted(tools.comports())]
