@@ -51,6 +51,10 @@ class Analysis:
         ``(n_beats, 5)`` probabilities of N, S, V, F, Q.
     rhythm : list of dict
         Episodes ``{"label", "start", "end"}``.
+    rhythm_summary : dict
+        AF burden, episode counts and durations per rhythm (:func:`ecgcore.rhythm.rhythm_summary`).
+    hrv : dict
+        Heart-rate variability of the NN intervals (:func:`ecgcore.hrv.hrv_summary`).
     timing_s : dict
         Seconds spent per stage.
     warnings : list of str
@@ -67,6 +71,8 @@ class Analysis:
     binary_p_abnormal: np.ndarray | None = None
     aami_probs: np.ndarray | None = None
     rhythm: list[dict[str, Any]] = field(default_factory=list)
+    rhythm_summary: dict[str, Any] = field(default_factory=dict)
+    hrv: dict[str, Any] = field(default_factory=dict)
     timing_s: dict[str, float] = field(default_factory=dict)
     warnings: list[str] = field(default_factory=list)
 
@@ -101,6 +107,12 @@ class Analysis:
             "min": round(float(rate.min()), 2),
             "max": round(float(rate.max()), 2),
         }
+
+    def heart_rate_trend(self) -> dict[str, np.ndarray]:
+        """Smoothed heart rate over the recording (:func:`ecgcore.rhythm.heart_rate_trend`)."""
+        from ecgcore.rhythm import heart_rate_trend
+
+        return heart_rate_trend(self.rpeaks, self.fs)
 
     def to_dict(self) -> dict[str, Any]:
         """The JSON form written by ``ecg analyze``."""
@@ -141,6 +153,8 @@ class Analysis:
             "lead_used": self.lead_used,
             "beats": beats,
             "rhythm": list(self.rhythm),
+            "rhythm_summary": self.rhythm_summary,
+            "hrv": self.hrv,
             "heart_rate_bpm": self.heart_rate_bpm(),
             "timing_s": {k: round(v, 4) for k, v in self.timing_s.items()},
             "warnings": list(self.warnings),
@@ -242,7 +256,40 @@ def analyze(
         aami = result["aami_probs"]
     timing["classify"] = time.perf_counter() - start
 
+    start = time.perf_counter()
+    from ecgcore.hrv import hrv_summary
+    from ecgcore.rhythm import ecg_rhythm, rhythm_summary
+
+    missing360 = None
+    raw_missing = ~np.isfinite(recording.signal[:, index])
+    if raw_missing.any():
+        nearest = np.round(np.arange(x360.size) * recording.fs / INTERNAL_FS).astype(np.int64)
+        missing360 = raw_missing[np.clip(nearest, 0, raw_missing.size - 1)]
+    labels360 = None if aami is None else np.asarray(AAMI_CLASSES)[np.argmax(aami, axis=1)]
+    episodes360 = ecg_rhythm(
+        x360,
+        rpeaks360,
+        INTERNAL_FS,
+        beat_classes=labels360,
+        p_peaks=points360["p_peak"],
+        missing=missing360,
+    )
+    # Durations and percentages do not depend on the rate, so the summary is made at 360 Hz.
+    summary = rhythm_summary(episodes360, x360.size, INTERNAL_FS)
+    # HRV is about sinus rhythm: AF and unreadable stretches are left out.
+    skip = [(e["start"], e["end"]) for e in episodes360 if e["label"] in ("AFIB", "NOISE")]
+    hrv = hrv_summary(rpeaks360, INTERNAL_FS, beat_classes=labels360, exclude=skip)
+    timing["rhythm"] = time.perf_counter() - start
+
     fs = recording.fs
+    rhythm = [
+        {
+            "label": e["label"],
+            "start": int(to_input_index(e["start"], fs)),
+            "end": int(min(to_input_index(e["end"], fs), recording.n_samples - 1)),
+        }
+        for e in episodes360
+    ]
     rpeaks = to_input_index(rpeaks360, fs).astype(np.int64)
     points = {name: to_input_index(values, fs) for name, values in points360.items()}
     return Analysis(
@@ -255,6 +302,9 @@ def analyze(
         points=points,
         binary_p_abnormal=binary,
         aami_probs=aami,
+        rhythm=rhythm,
+        rhythm_summary=summary,
+        hrv=hrv,
         timing_s=timing,
         warnings=warnings,
     )

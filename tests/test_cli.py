@@ -41,7 +41,7 @@ def test_analyze_record_100_json(mitdb, tmp_path, capsys):
     doc = json.loads(out.read_text())
     assert doc["fs"] == 360 and doc["n_samples"] == 650000
     assert doc["leads"] == ["MLII", "V5"] and doc["lead_used"] == "MLII"
-    assert set(doc["timing_s"]) == {"load", "condition", "detect", "delineate", "classify"}
+    assert {"load", "condition", "detect", "delineate", "classify"} <= set(doc["timing_s"])
     assert isinstance(doc["rhythm"], list)
     beat = doc["beats"][10]
     assert set(POINTS) <= set(beat) and {"r_peak", "binary", "aami"} <= set(beat)

@@ -1,0 +1,534 @@
+"""Rhythm benchmark: ecgcore.rhythm against the MIT-BIH rhythm annotations (issue 6).
+
+Run ``.venv/bin/python bench/rhythm.py``; writes ``bench/results/rhythm.json`` and
+``rhythm.md``. Per-record detector and delineator outputs are cached in
+``.cache/rhythm/`` (gitignored), keyed by a digest of the code that produced them.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from bench.common import REPO, machine, mitdb_dir, mitdb_records, write_results  # noqa: E402
+
+CACHE = REPO / ".cache" / "rhythm"
+FS = 360.0
+DS1 = [
+    "101", "106", "108", "109", "112", "114", "115", "116", "118", "119", "122",
+    "124", "201", "203", "205", "207", "208", "209", "215", "220", "223", "230",
+]
+DS2 = [
+    "100", "103", "105", "111", "113", "117", "121", "123", "200", "202", "210",
+    "212", "213", "214", "219", "221", "222", "228", "231", "232", "233", "234",
+]
+
+
+@functools.cache
+def _code_digest() -> str:
+    """Digest of the code behind the cached outputs, taken once per run (the modules
+    imported at the start are the ones that run)."""
+    h = hashlib.sha256()
+    for name in ("signal.py", "detect.py", "delineate.py"):
+        h.update((REPO / "ecgcore" / name).read_bytes())
+    return h.hexdigest()[:12]
+
+
+def reference_rhythm(sample: np.ndarray, symbol: list[str], aux: list[str], n: int) -> list[dict]:
+    """Rhythm intervals of a MIT-BIH annotation list: each ``+`` runs to the next one."""
+    marks = [
+        (int(s), a.strip("\x00 ").lstrip("("))
+        for s, sym, a in zip(sample, symbol, aux, strict=True)
+        if sym == "+" and a.strip("\x00 ")
+    ]
+    out = []
+    for i, (s, label) in enumerate(marks):
+        end = marks[i + 1][0] if i + 1 < len(marks) else n
+        if end > s:
+            out.append({"label": label, "start": s, "end": end})
+    return out
+
+
+def reference_noise(sample: np.ndarray, symbol: list[str], subtype: np.ndarray, n: int,
+                    unreadable_only: bool) -> list[tuple[int, int]]:
+    """Stretches MIT-BIH marks noisy (or only unreadable) in signal 0.
+
+    A ``~`` annotation's subtype holds one bit per signal: bits 0-3 noisy, bits 4-7
+    unreadable, -1 all unreadable (the WFDB convention). It holds until the next ``~``.
+    """
+    marks = [(int(s), int(t)) for s, sym, t in zip(sample, symbol, subtype, strict=True)
+             if sym == "~"]
+    out = []
+    for i, (s, t) in enumerate(marks):
+        end = marks[i + 1][0] if i + 1 < len(marks) else n
+        bad = t == -1 or bool((t >> 4) & 1) or (not unreadable_only and bool(t & 1))
+        if bad and end > s:
+            out.append((s, end))
+    return out
+
+
+def load_record(record: str) -> dict:
+    """Conditioned lead 0 at 360 Hz, detected beats, P peaks and the reference, cached."""
+    import wfdb
+
+    from ecgcore.delineate import ecg_delineate
+    from ecgcore.detect import ecg_rpeaks
+    from ecgcore.metrics import reference_beats
+    from ecgcore.signal import ecg_condition, ecg_resample
+
+    path = str(mitdb_dir() / record)
+    rec = wfdb.rdrecord(path, channels=[0])
+    ann = wfdb.rdann(path, "atr")
+    x = ecg_condition(ecg_resample(rec.p_signal[:, 0], rec.fs, FS), FS)
+    CACHE.mkdir(parents=True, exist_ok=True)
+    file = CACHE / f"{record}_{_code_digest()}.npz"
+    for old in CACHE.glob(f"{record}_*.npz"):
+        if old != file:
+            old.unlink()  # made by an older detector or delineator
+    ref_pos, ref_cls = reference_beats(ann.sample, ann.symbol, exclude_flutter=False)
+    scale = FS / rec.fs
+    ref_beats = np.round(ref_pos * scale).astype(np.int64)
+    if file.exists():
+        z = np.load(file)
+        rpeaks, p_peaks, ref_p_peaks = z["rpeaks"], z["p_peaks"], z["ref_p_peaks"]
+    else:
+        rpeaks = ecg_rpeaks(x, FS)
+        p_peaks = ecg_delineate(x, rpeaks, FS)["p_peak"]
+        ref_p_peaks = ecg_delineate(x, ref_beats, FS)["p_peak"]
+        np.savez(file, rpeaks=rpeaks, p_peaks=p_peaks, ref_p_peaks=ref_p_peaks)
+    return {
+        "record": record,
+        "x": x,
+        "n": x.size,
+        "rpeaks": rpeaks,
+        "p_peaks": p_peaks,
+        "ref_beats": ref_beats,
+        "ref_p_peaks": ref_p_peaks,
+        "ref_classes": ref_cls,
+        "ref_noise": [
+            (int(round(s * scale)), int(round(e * scale)))
+            for s, e in reference_noise(ann.sample, ann.symbol, ann.subtype, rec.sig_len, False)
+        ],
+        "ref_rhythm": [
+            {"label": e["label"], "start": int(round(e["start"] * scale)),
+             "end": int(round(e["end"] * scale))}
+            for e in reference_rhythm(ann.sample, ann.symbol, ann.aux_note, rec.sig_len)
+        ],
+    }
+
+
+# --- Scoring ------------------------------------------------------------------------
+
+SCORED = ("AFIB", "AFL", "VT", "IVR", "SVTA", "B", "T", "SBR", "PAUSE", "NOISE")
+CLASS_RHYTHMS = ("VT", "IVR", "SVTA", "B", "T")
+OVERLAP_RULE = (
+    "Episode Se: a reference episode counts as found when a detected episode of the same "
+    "label overlaps it by at least one sample; episode +P: a detected episode counts as "
+    "true when it overlaps a reference episode of the same label. Duration Se = overlap "
+    "time / reference time, duration +P = overlap time / detected time (EC57 style, "
+    "gross: summed over the records of the set). Reference episodes: each MIT-BIH `+` "
+    "rhythm annotation runs to the next one; PAUSE reference = reference RR > 2 s; NOISE "
+    "reference = `~` stretches marked noisy or unreadable in signal 0 (ours marks only "
+    "unreadable stretches, so its Se against 'noisy' is expected to be low)."
+)
+
+
+def _merge_iv(iv: list[tuple[int, int]]) -> list[tuple[int, int]]:
+    out: list[list[int]] = []
+    for s, e in sorted(iv):
+        if out and s <= out[-1][1]:
+            out[-1][1] = max(out[-1][1], e)
+        else:
+            out.append([s, e])
+    return [(s, e) for s, e in out]
+
+
+def _overlap(a: list[tuple[int, int]], b: list[tuple[int, int]]) -> int:
+    a, b = _merge_iv(a), _merge_iv(b)
+    total = 0
+    for s, e in a:
+        for t, u in b:
+            if t < e and s < u:
+                total += min(e, u) - max(s, t)
+    return total
+
+
+def score_record(ref: list[tuple[int, int]], det: list[tuple[int, int]]) -> dict:
+    """Counts for one label of one record (see :data:`OVERLAP_RULE`)."""
+
+    def hit(e, others):
+        return any(t < e[1] and e[0] < u for t, u in others)
+
+    return {
+        "ref_n": len(ref), "ref_found": sum(hit(e, det) for e in ref),
+        "det_n": len(det), "det_true": sum(hit(e, ref) for e in det),
+        "ref_s": sum(e - s for s, e in _merge_iv(ref)) / FS,
+        "det_s": sum(e - s for s, e in _merge_iv(det)) / FS,
+        "overlap_s": _overlap(ref, det) / FS,
+    }
+
+
+def _ratio(a: float, b: float) -> float | None:
+    return round(100.0 * a / b, 1) if b > 0 else None
+
+
+def aggregate(rows: list[dict]) -> dict:
+    """Gross figures over records."""
+    t = {k: sum(r[k] for r in rows) for k in ("ref_n", "ref_found", "det_n", "det_true",
+                                               "ref_s", "det_s", "overlap_s")}
+    return {
+        **{k: round(v, 1) for k, v in t.items()},
+        "episode_se": _ratio(t["ref_found"], t["ref_n"]),
+        "episode_ppv": _ratio(t["det_true"], t["det_n"]),
+        "duration_se": _ratio(t["overlap_s"], t["ref_s"]),
+        "duration_ppv": _ratio(t["overlap_s"], t["det_s"]),
+    }
+
+
+def classes_for_detected(d: dict) -> np.ndarray:
+    """Reference AAMI classes carried to the detected beats (unmatched beats: ``Q``)."""
+    from ecgcore.metrics import match_beats
+
+    m = match_beats(d["ref_beats"], d["rpeaks"], 0.15 * FS)
+    out = np.full(d["rpeaks"].size, "Q", dtype="<U1")
+    out[m.test_index] = d["ref_classes"][m.ref_index]
+    return out
+
+
+def reference_intervals(d: dict) -> dict[str, list[tuple[int, int]]]:
+    """Reference episodes per scored label (PAUSE from reference RR > 2 s)."""
+    ref_iv: dict[str, list] = {k: [] for k in SCORED}
+    for e in d["ref_rhythm"]:
+        if e["label"] in ref_iv:
+            ref_iv[e["label"]].append((e["start"], e["end"]))
+    rb = d["ref_beats"]
+    for i in np.flatnonzero(np.diff(rb) > 2.0 * FS):
+        ref_iv["PAUSE"].append((int(rb[i]), int(rb[i + 1])))
+    ref_iv["NOISE"] = list(d["ref_noise"])
+    return ref_iv
+
+
+def setting_inputs(
+    d: dict, setting: str, cnn=None
+) -> tuple[np.ndarray, np.ndarray | None, np.ndarray]:
+    """(rpeaks, beat_classes, p_peaks) of one record under one benchmark setting."""
+    if setting == "no_classes":
+        return d["rpeaks"], None, d["p_peaks"]
+    if setting == "rr_only":
+        return d["rpeaks"], None, None
+    if setting == "ref_classes":
+        return d["rpeaks"], classes_for_detected(d), d["p_peaks"]
+    if setting == "ref_beats":
+        return d["ref_beats"], d["ref_classes"], d["ref_p_peaks"]
+    if setting == "cnn":
+        from ecgcore.beats import beat_inputs
+        from ecgcore.inference import classify_beats
+
+        result = classify_beats(cnn, beat_inputs(d["x"], d["rpeaks"], FS))
+        return d["rpeaks"], np.asarray(result["aami"]), d["p_peaks"]
+    raise ValueError(setting)
+
+
+def run_record(d: dict, setting: str, cnn=None) -> dict:
+    """Episodes of one record under one setting and their counts per scored label."""
+    from ecgcore.rhythm import ecg_rhythm
+
+    rpeaks, classes, p_peaks = setting_inputs(d, setting, cnn)
+    eps = ecg_rhythm(d["x"], rpeaks, FS, beat_classes=classes, p_peaks=p_peaks)
+    ref_iv = reference_intervals(d)
+    out: dict = {}
+    for label in SCORED:
+        det = [(e["start"], e["end"]) for e in eps if e["label"] == label]
+        out[label] = score_record(ref_iv[label], det)
+    for a, b in (("AFIB", "AFL"), ("VT", "IVR")):
+        out[f"{a}+{b}"] = score_record(
+            ref_iv[a] + ref_iv[b], [(e["start"], e["end"]) for e in eps if e["label"] in (a, b)]
+        )
+    out["episodes"] = eps
+    return out
+
+
+GROUPS = {"DS1": DS1, "DS2": DS2}
+SETTINGS = {
+    "rr_only": "detected beats only: no classes, no P waves (AF from RR irregularity alone)",
+    "no_classes": "detected beats, no beat classes (AF, pauses, brady/tachy, noise only)",
+    "ref_classes": "(a) detected beats with the reference AAMI classes carried over by "
+                   "match_beats (150 ms; unmatched detections get Q)",
+    "ref_beats": "reference beat positions and classes (the rhythm logic alone)",
+    "cnn": "(b) detected beats with the five-class CNN's classes (ecgcore.inference)",
+}
+AF_GRID_IRR = (0.05, 0.06, 0.07, 0.08, 0.09, 0.10, 0.11)
+AF_GRID_P = (0.2, 0.3, 0.4)
+AF_GRID_PR = (None, 0.03)
+AF_TIE_POINTS = 0.1
+"""DS1 harmonic means within this many points of the best count as tied."""
+
+
+def _hmean(a: float | None, b: float | None) -> float:
+    return 0.0 if not a or not b else 2 * a * b / (a + b)
+
+
+def _af_score(data: dict[str, dict], records: list[str], inputs: dict, noise: dict) -> dict:
+    from ecgcore import rhythm
+
+    rows = []
+    for r in records:
+        rp, cls, pp = inputs[r]
+        det = rhythm.af_episodes(rp, FS, data[r]["n"], beat_classes=cls, p_peaks=pp,
+                                 exclude=noise[r])
+        rows.append(score_record(reference_intervals(data[r])["AFIB"], det))
+    return aggregate(rows)
+
+
+def tune_af(data: dict[str, dict]) -> dict:
+    """DS1 grid over the AF thresholds (setting ref_classes).
+
+    Rule: the highest harmonic mean of DS1 duration Se and +P; among the settings within
+    :data:`AF_TIE_POINTS` of it with the same P fraction and PR tolerance, the middle
+    irregularity threshold of the plateau (the one furthest from where DS1 falls off).
+    The chosen setting and the best one with the PR-consistency filter are then also
+    scored on all 48 records, for information only (not used for the choice).
+    """
+    from ecgcore import rhythm
+
+    names = ("AF_IRREGULARITY", "AF_MAX_P_FRACTION", "AF_PR_TOLERANCE_S")
+    saved = tuple(getattr(rhythm, k) for k in names)
+    records = mitdb_records()
+    inputs = {r: setting_inputs(data[r], "ref_classes") for r in records}
+    noise = {r: rhythm._in_any(inputs[r][0],
+                               rhythm.noise_intervals(data[r]["x"], inputs[r][0], FS))
+             for r in records}
+    grid = []
+
+    def row(irr, pf, tol, a):
+        return {"irregularity": irr, "max_p_fraction": pf, "pr_tolerance_s": tol,
+                "duration_se": a["duration_se"], "duration_ppv": a["duration_ppv"],
+                "score": round(_hmean(a["duration_se"], a["duration_ppv"]), 2)}
+
+    try:
+        for tol in AF_GRID_PR:
+            for irr in AF_GRID_IRR:
+                for pf in AF_GRID_P:
+                    for k, v in zip(names, (irr, pf, tol), strict=True):
+                        setattr(rhythm, k, v)
+                    grid.append(row(irr, pf, tol, _af_score(data, DS1, inputs, noise)))
+
+        def pick(candidates):
+            best = max(g["score"] for g in candidates)
+            top = max(candidates, key=lambda g: (g["score"], -g["irregularity"]))
+            plateau = sorted((g for g in candidates if g["score"] >= best - AF_TIE_POINTS
+                              and g["max_p_fraction"] == top["max_p_fraction"]
+                              and g["pr_tolerance_s"] == top["pr_tolerance_s"]),
+                             key=lambda g: g["irregularity"])
+            return plateau[(len(plateau) - 1) // 2]
+
+        chosen = pick(grid)
+        alternative = pick([g for g in grid if g["pr_tolerance_s"] is not None])
+        all48 = {}
+        for label, g in (("chosen", chosen), ("best with PR filter", alternative)):
+            values = (g["irregularity"], g["max_p_fraction"], g["pr_tolerance_s"])
+            for k, v in zip(names, values, strict=True):
+                setattr(rhythm, k, v)
+            all48[label] = row(*values, _af_score(data, records, inputs, noise))
+    finally:
+        for k, v in zip(names, saved, strict=True):
+            setattr(rhythm, k, v)
+    module = dict(zip(("irregularity", "max_p_fraction", "pr_tolerance_s"), saved, strict=True))
+    return {"grid": grid, "chosen": chosen, "all48_information_only": all48,
+            "module": module,
+            "module_matches": all(chosen[k] == v for k, v in module.items())}
+
+
+HRV_RECORDS = ("100", "103", "113", "117", "122", "123", "234")
+
+
+def hrv_table(data: dict[str, dict]) -> list[dict]:
+    """HRV figures from reference beats, detected beats with classes, and without."""
+    from ecgcore.hrv import hrv_summary
+
+    rows = []
+    for r in HRV_RECORDS:
+        d = data[r]
+        rows.append({
+            "record": r,
+            "ref": hrv_summary(d["ref_beats"], FS, d["ref_classes"]),
+            "det+cls": hrv_summary(d["rpeaks"], FS, classes_for_detected(d)),
+            "det": hrv_summary(d["rpeaks"], FS),
+        })
+    return rows
+
+
+def _load_cnn():
+    try:
+        from ecgcore.inference import load_classifiers
+
+        return load_classifiers(), None
+    except Exception as exc:  # missing weights or an unfinished module
+        return None, f"{type(exc).__name__}: {exc}"
+
+
+def _fmt(v) -> str:
+    return "-" if v is None else f"{v:.1f}"
+
+
+def main() -> int:
+    from ecgcore.rhythm import RHYTHM_NAMES, rhythm_summary
+
+    start = time.perf_counter()
+    _code_digest()
+    import ecgcore.delineate  # noqa: F401  (import now: the digest describes this code)
+    import ecgcore.detect  # noqa: F401
+    records = mitdb_records()
+    data = {r: load_record(r) for r in records}
+    # The AF thresholds are chosen on DS1 first and used for every table.
+    from ecgcore import rhythm
+
+    tuning = tune_af(data)
+    for k, key in (("AF_IRREGULARITY", "irregularity"), ("AF_MAX_P_FRACTION", "max_p_fraction"),
+                   ("AF_PR_TOLERANCE_S", "pr_tolerance_s")):
+        setattr(rhythm, k, tuning["chosen"][key])
+    cnn, cnn_error = _load_cnn()
+    settings = [s for s in SETTINGS if s != "cnn" or cnn is not None]
+    results: dict = {}
+    per_record: dict = {}
+    for setting in settings:
+        runs = {r: run_record(data[r], setting, cnn) for r in records}
+        per_record[setting] = runs
+        table = {}
+        for label in (*SCORED, "AFIB+AFL", "VT+IVR"):
+            if setting in ("no_classes", "rr_only") and label in (*CLASS_RHYTHMS, "VT+IVR"):
+                continue
+            table[label] = {
+                **{g: aggregate([runs[r][label] for r in recs]) for g, recs in GROUPS.items()},
+                "all": aggregate([runs[r][label] for r in records]),
+            }
+        results[setting] = table
+    af_records = [r for r in records if any(e["label"] == "AFIB" for e in data[r]["ref_rhythm"])]
+    burden = []
+    for r in af_records:
+        d = data[r]
+        ref_s = sum(e["end"] - e["start"] for e in d["ref_rhythm"] if e["label"] == "AFIB") / FS
+        row = {"record": r, "set": "DS1" if r in DS1 else "DS2" if r in DS2 else "-",
+               "ref_pct": round(100 * ref_s / (d["n"] / FS), 1)}
+        for setting in settings:
+            summ = rhythm_summary(per_record[setting][r]["episodes"], d["n"], FS)
+            row[setting] = {"af_burden_pct": summ["af_burden_pct"],
+                            "af_episodes": summ["af_episodes"],
+                            "ref_episodes": per_record[setting][r]["AFIB"]["ref_n"]}
+        burden.append(row)
+    # Unreadable time found per record (MIT-BIH has no rhythm reference for it).
+    noise = {r: round(rhythm_summary(per_record["no_classes"][r]["episodes"], data[r]["n"], FS)
+                      ["noise_pct"], 1) for r in records}
+    hrv_rows = hrv_table(data)
+    payload = {
+        "machine": machine(),
+        "overlap_rule": OVERLAP_RULE,
+        "settings": {s: SETTINGS[s] for s in settings},
+        "cnn_unavailable": cnn_error,
+        "results": results,
+        "af_burden": burden,
+        "noise_pct": noise,
+        "af_tuning_ds1": tuning,
+        "hrv": hrv_rows,
+        "seconds": round(time.perf_counter() - start, 1),
+        "code_digest": _code_digest(),
+    }
+    lines = [
+        "# Rhythm episodes against the MIT-BIH rhythm annotations",
+        "",
+        f"`.venv/bin/python bench/rhythm.py` ({payload['machine']['date']}, "
+        f"{payload['seconds']} s). Lead 0 of all 48 records, conditioned at 360 Hz "
+        "(ecg_condition), R peaks from ecgcore.detect.ecg_rpeaks, P waves from "
+        "ecgcore.delineate.ecg_delineate "
+        f"(code digest {payload['code_digest']} of signal/detect/delineate.py).",
+        "",
+        f"**Matching.** {OVERLAP_RULE}",
+        "",
+        "**Settings.**",
+        *[f"- `{s}`: {SETTINGS[s]}" for s in settings],
+    ]
+    if cnn_error:
+        lines.append(f"- `cnn`: not run, the classifier could not be loaded ({cnn_error}).")
+    lines += [
+        "",
+        "Thresholds were chosen on DS1 only (see the AF grid at the end); DS2 is reported "
+        "separately. Figures in %; n = reference / detected episodes.",
+        "",
+    ]
+    for setting in settings:
+        lines += [f"## Setting `{setting}`", "",
+                  "| rhythm | set | ref n | det n | episode Se | episode +P | duration Se | "
+                  "duration +P | ref s | det s |",
+                  "|---|---|---|---|---|---|---|---|---|---|"]
+        for label, rows in results[setting].items():
+            name = RHYTHM_NAMES.get(label, {"AFIB+AFL": "Atrial fibrillation or flutter",
+                                             "VT+IVR": "Any run of >= 3 V beats"}.get(label))
+            for g in ("DS1", "DS2", "all"):
+                a = rows[g]
+                lines.append(
+                    f"| {label} ({name}) | {g} | {a['ref_n']:.0f} | {a['det_n']:.0f} | "
+                    f"{_fmt(a['episode_se'])} | {_fmt(a['episode_ppv'])} | "
+                    f"{_fmt(a['duration_se'])} | {_fmt(a['duration_ppv'])} | "
+                    f"{a['ref_s']:.0f} | {a['det_s']:.0f} |")
+        lines.append("")
+    lines += ["## AF burden per record with AF (% of the record; ours = % of readable time)",
+              "", "| record | set | reference | " + " | ".join(settings) + " |",
+              "|---|---|---|" + "---|" * len(settings)]
+    for row in burden:
+        cells = " | ".join(
+            f"{row[s]['af_burden_pct']:.1f} ({row[s]['af_episodes']} ep.)" for s in settings)
+        lines.append(f"| {row['record']} | {row['set']} | {row['ref_pct']:.1f} | {cells} |")
+    lines += ["", "## Unreadable (NOISE) time found, % of record (no reference)", "",
+              ", ".join(f"{r}: {v}" for r, v in noise.items() if v > 0) or "none", ""]
+    lines += ["## HRV from our beats vs from the reference beats (sinus records)", "",
+              "NN = N-N by class (`ref` = reference beats and classes; `det+cls` = detected "
+              "beats with the carried-over reference classes; `det` = detected beats, no "
+              "classes, 20 % rule). Whole 30-min records.", "",
+              "| record | input | NN | mean NN ms | SDNN ms | RMSSD ms | pNN50 % | LF/HF |",
+              "|---|---|---|---|---|---|---|---|"]
+    for row in hrv_rows:
+        for key in ("ref", "det+cls", "det"):
+            h = row[key]
+            lf_hf = (h["frequency"] or {}).get("lf_hf")
+            lines.append(f"| {row['record']} | {key} | {h['n_nn']} | {_fmt(h['mean_nn_ms'])} | "
+                         f"{_fmt(h['sdnn_ms'])} | {_fmt(h['rmssd_ms'])} | "
+                         f"{_fmt(h['pnn50_pct'])} | {_fmt(lf_hf)} |")
+    lines.append("")
+    ch = tuning["chosen"]
+    differs = "DIFFERS: copy the choice into ecgcore/rhythm.py"
+    lines += ["## AF threshold grid on DS1 (setting `ref_classes`, AFIB duration Se / +P)", "",
+              "Rule: highest harmonic mean of DS1 duration Se and +P; among the settings "
+              f"within {AF_TIE_POINTS} point of it with the same P fraction and PR tolerance, "
+              "the middle of the irregularity plateau. **Every table above uses this DS1 "
+              "choice** (set for the run); the module's defaults are what ecg analyze "
+              f"uses. Chosen: irregularity {ch['irregularity']}, max P "
+              f"fraction {ch['max_p_fraction']}, PR tolerance {ch['pr_tolerance_s']}; module "
+              f"setting {tuning['module']} "
+              f"({'matches' if tuning['module_matches'] else differs}"
+              "). PR tolerance: a P wave counts only if its PR interval is within that many "
+              "seconds of the local median PR (None: every P wave the delineator reports).",
+              "", "All 48 records, for information only (not used for the choice):", ""]
+    for label, g in tuning["all48_information_only"].items():
+        lines.append(f"- {label} (irregularity {g['irregularity']}, max P fraction "
+                     f"{g['max_p_fraction']}, PR tolerance {g['pr_tolerance_s']}): duration Se "
+                     f"{_fmt(g['duration_se'])}, +P {_fmt(g['duration_ppv'])}")
+    lines += ["", "| PR tolerance | irregularity | max P fraction | Se | +P | harmonic mean |",
+              "|---|---|---|---|---|---|"]
+    for g in tuning["grid"]:
+        lines.append(f"| {g['pr_tolerance_s']} | {g['irregularity']} | {g['max_p_fraction']} | "
+                     f"{_fmt(g['duration_se'])} | {_fmt(g['duration_ppv'])} | "
+                     f"{g['score']:.2f} |")
+    lines.append("")
+    write_results("rhythm", payload, "\n".join(lines))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

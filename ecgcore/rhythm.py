@@ -1,0 +1,616 @@
+"""Rhythm episodes: atrial fibrillation, ventricular and supraventricular runs, bigeminy,
+trigeminy, sinus bradycardia and tachycardia, pauses and unreadable stretches.
+
+Everything works on one sampling rate ``fs`` (the pipeline calls it at the internal
+360 Hz) and returns plain ``{"label", "start", "end"}`` episodes in samples of that rate.
+Labels are the MIT-BIH rhythm codes where one exists (``AFIB``, ``VT``, ``SVTA``, ``B``,
+``T``, ``SBR``, ``IVR``) and short codes of ours otherwise (``STACH``, ``PAUSE``,
+``NOISE``); :data:`RHYTHM_NAMES` gives the plain names for display.
+
+An episode runs from the R peak of its first beat to the R peak of the first beat after
+it (the MIT-BIH convention: a rhythm annotation sits on the first beat of the new rhythm).
+
+Atrial fibrillation does not need beat classes: it is found from RR irregularity and the
+absence of P waves. Optionally (:data:`AF_PR_TOLERANCE_S`) a P wave counts only when its
+PR interval agrees with the local median PR: the delineator sometimes takes a
+fibrillatory wave for a P wave, and those sit at random distances from the QRS.
+
+Ectopic beats would make sinus rhythm look irregular, so they are left out of the RR
+series first: by class (V, F, Q) when classes are given, otherwise by their RR pattern (a
+premature beat followed by a compensatory pause). Without classes, regular ectopic
+patterns (bigeminy, trigeminy) are also discounted by measuring the irregularity at lags
+1, 2 and 3 and keeping the smallest: alternation is irregular at lag 1 but not at lag 2.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+RHYTHM_NAMES: dict[str, str] = {
+    "AFIB": "Atrial fibrillation",
+    "AFL": "Atrial flutter",
+    "VT": "Ventricular tachycardia",
+    "IVR": "Idioventricular rhythm",
+    "SVTA": "Supraventricular tachyarrhythmia",
+    "B": "Ventricular bigeminy",
+    "T": "Ventricular trigeminy",
+    "SBR": "Sinus bradycardia",
+    "STACH": "Sinus tachycardia",
+    "PAUSE": "Pause",
+    "NOISE": "Unreadable signal (noise or leads off)",
+}
+"""Rhythm code -> plain name, for the views."""
+
+# --- Settings (chosen on DS1 with bench/rhythm.py; see bench/results/rhythm.md) ---------
+AF_WINDOW_BEATS = 31
+"""Beats in the centred window over which AF features are computed."""
+AF_IRREGULARITY = 0.09
+"""Median absolute successive RR difference / median RR above which the window is
+irregular (the smallest of lags 1-3, so bigeminy does not count)."""
+AF_IRREGULARITY_NO_P = 0.12
+"""The irregularity threshold when P waves are unknown (no delineation given)."""
+AF_MAX_P_FRACTION = 0.3
+"""Largest fraction of beats with a P wave in an AF window."""
+AF_PR_TOLERANCE_S: float | None = None
+"""When set (s), a P wave counts only if its PR interval is this close to the local median
+PR. Off: on DS1 it ties with the plain P count (bench/results/rhythm.md)."""
+AF_CLASSES_LAG1 = True
+"""With beat classes, measure irregularity at lag 1 only (the ectopic beats are out)."""
+AF_MIN_USABLE = 0.25
+"""Least share of usable (normal-to-normal) intervals in a window for an AF decision."""
+AF_SMOOTH_BEATS = 15
+"""Majority vote over this many beats, so single beats do not toggle the decision."""
+AF_MIN_DURATION_S = 15.0
+"""Shortest AF episode reported."""
+AF_MERGE_GAP_S = 10.0
+"""AF episodes closer than this are joined."""
+VT_MIN_BEATS = 3
+VT_MIN_BPM = 100.0
+SVTA_MIN_BEATS = 3
+SVTA_MIN_BPM = 100.0
+BIGEMINY_MIN_CYCLES = 3
+TRIGEMINY_MIN_CYCLES = 4
+SINUS_WINDOW_BEATS = 15
+SINUS_MIN_DURATION_S = 30.0
+BRADY_BPM = 60.0
+TACHY_BPM = 100.0
+PAUSE_S = 2.0
+NOISE_BLOCK_S = 1.0
+NOISE_HF_RATIO = 0.12
+"""Unreadable when the high-frequency residue (robust SD) exceeds this fraction of the
+record's typical QRS amplitude."""
+NOISE_MIN_DURATION_S = 3.0
+NOISE_MERGE_GAP_S = 2.0
+ECTOPIC_CLASSES = ("V", "F", "Q")
+"""Beats left out of the AF RR series when classes are given (Q: paced or unknown)."""
+
+
+def _rolling(values: np.ndarray, window: int, func: str) -> np.ndarray:
+    """Centred rolling median or mean that ignores NaN (needs a third of the window)."""
+    import pandas as pd
+
+    s = pd.Series(values, dtype=np.float64)
+    roll = s.rolling(window, center=True, min_periods=max(1, window // 3))
+    out = roll.median() if func == "median" else roll.mean()
+    return out.to_numpy()
+
+
+def _runs(mask: np.ndarray) -> list[tuple[int, int]]:
+    """(first, last) indices of the runs of True in a boolean array."""
+    mask = np.asarray(mask, dtype=bool)
+    if mask.size == 0:
+        return []
+    d = np.diff(np.concatenate([[0], mask.astype(np.int8), [0]]))
+    starts = np.flatnonzero(d == 1)
+    ends = np.flatnonzero(d == -1) - 1
+    return list(zip(starts.tolist(), ends.tolist(), strict=True))
+
+
+def _merge(intervals: list[tuple[int, int]], gap: float) -> list[tuple[int, int]]:
+    """Join (start, end) intervals separated by at most ``gap`` samples."""
+    out: list[list[int]] = []
+    for s, e in sorted(intervals):
+        if out and s - out[-1][1] <= gap:
+            out[-1][1] = max(out[-1][1], e)
+        else:
+            out.append([s, e])
+    return [(s, e) for s, e in out]
+
+
+def _beat_span(rpeaks: np.ndarray, first: int, last: int, n_samples: int) -> tuple[int, int]:
+    """Samples covered by beats first..last: to the next beat's R peak (or one RR on)."""
+    start = int(rpeaks[first])
+    if last + 1 < rpeaks.size:
+        end = int(rpeaks[last + 1])
+    elif last > 0:
+        end = int(rpeaks[last] + (rpeaks[last] - rpeaks[last - 1]))
+    else:
+        end = int(rpeaks[last]) + 1
+    return start, min(max(end, start + 1), n_samples)
+
+
+def _in_any(positions: np.ndarray, intervals: list[tuple[int, int]]) -> np.ndarray:
+    mask = np.zeros(positions.shape, dtype=bool)
+    for s, e in intervals:
+        mask |= (positions >= s) & (positions < e)
+    return mask
+
+
+# --- Unreadable stretches -------------------------------------------------------------
+
+
+def noise_intervals(
+    x: np.ndarray, rpeaks: np.ndarray, fs: float, missing: np.ndarray | None = None
+) -> list[tuple[int, int]]:
+    """Stretches where the lead cannot be read: missing samples, flat line or heavy noise.
+
+    The noise measure is the robust SD of the high-frequency residue (signal minus a
+    40 ms moving average) outside the QRS complexes, per block of :data:`NOISE_BLOCK_S`,
+    relative to the record's median QRS amplitude; the QRS is left out because its own
+    slopes are high-frequency.
+
+    Returns
+    -------
+    list of (start, end)
+        Sample intervals, merged and at least :data:`NOISE_MIN_DURATION_S` long.
+    """
+    from scipy.ndimage import uniform_filter1d
+
+    x = np.asarray(x, dtype=np.float64)
+    n = x.size
+    block = max(1, int(round(NOISE_BLOCK_S * fs)))
+    n_blocks = n // block
+    if n_blocks == 0:
+        return []
+    rpeaks = np.asarray(rpeaks, dtype=np.int64)
+    rpeaks = rpeaks[(rpeaks >= 0) & (rpeaks < n)]
+    half_qrs = int(round(0.06 * fs))
+    if rpeaks.size >= 3:
+        idx = np.clip(rpeaks[:, None] + np.arange(-half_qrs, half_qrs + 1)[None, :], 0, n - 1)
+        qrs_amp = float(np.median(np.ptp(x[idx], axis=1)))
+    else:
+        qrs_amp = float(np.percentile(np.abs(x), 99.5) * 2)
+    qrs_amp = max(qrs_amp, 1e-9)
+    resid = x - uniform_filter1d(x, max(1, int(round(0.04 * fs))), mode="nearest")
+    outside = np.ones(n, dtype=bool)
+    for shift in range(-half_qrs, half_qrs + 1):
+        pos = rpeaks + shift
+        outside[pos[(pos >= 0) & (pos < n)]] = False
+    bad = np.zeros(n_blocks, dtype=bool)
+    blocks = resid[: n_blocks * block].reshape(n_blocks, block)
+    keep = outside[: n_blocks * block].reshape(n_blocks, block)
+    xb = x[: n_blocks * block].reshape(n_blocks, block)
+    for b in range(n_blocks):
+        r = blocks[b][keep[b]]
+        if r.size < block // 4:
+            continue  # nearly all QRS: a fast rhythm, not noise
+        sd = 1.4826 * float(np.median(np.abs(r - np.median(r))))
+        bad[b] = sd > NOISE_HF_RATIO * qrs_amp
+    flat = np.ptp(xb, axis=1) < 0.02 * qrs_amp
+    bad |= flat
+    if missing is not None:
+        m = np.asarray(missing, dtype=bool)[: n_blocks * block]
+        if m.size == n_blocks * block:
+            bad |= m.reshape(n_blocks, block).mean(axis=1) > 0.2
+    intervals = [(s * block, min(n, (e + 1) * block)) for s, e in _runs(bad)]
+    intervals = _merge(intervals, NOISE_MERGE_GAP_S * fs)
+    return [(s, e) for s, e in intervals if e - s >= NOISE_MIN_DURATION_S * fs]
+
+
+# --- Atrial fibrillation --------------------------------------------------------------
+
+
+def _nearest(kept: np.ndarray, n: int) -> np.ndarray:
+    """For each of ``range(n)``, the position in ``kept`` (sorted indices) of the closest."""
+    idx = np.arange(n)
+    after = np.clip(np.searchsorted(kept, idx), 0, kept.size - 1)
+    before = np.clip(after - 1, 0, kept.size - 1)
+    return np.where(np.abs(kept[before] - idx) < np.abs(kept[after] - idx), before, after)
+
+
+def _rr_ectopic(rr: np.ndarray) -> np.ndarray:
+    """Beats that look ectopic from RR alone: premature, then a compensatory pause.
+
+    ``rr[i]`` is the interval ending at beat ``i + 1``. Beat ``i + 1`` is flagged when
+    ``rr[i]`` is short, ``rr[i + 1]`` long, and the two together about two local RRs.
+    """
+    n = rr.size
+    flag = np.zeros(n + 1, dtype=bool)
+    if n < 3:
+        return flag
+    local = _rolling(rr, 9, "median")
+    pre, post = rr[:-1], rr[1:]
+    loc = local[:-1]
+    ectopic = (pre < 0.85 * loc) & (post > 1.1 * loc) & (np.abs(pre + post - 2 * loc) < 0.15 * loc)
+    flag[1:n][ectopic] = True
+    return flag
+
+
+def af_features(
+    rpeaks: np.ndarray,
+    fs: float,
+    *,
+    beat_classes: np.ndarray | None = None,
+    p_peaks: np.ndarray | None = None,
+    exclude: np.ndarray | None = None,
+    window: int = AF_WINDOW_BEATS,
+) -> dict[str, np.ndarray]:
+    """Per-beat AF features over a centred window of beats.
+
+    Parameters
+    ----------
+    rpeaks : np.ndarray
+        R peaks (samples at ``fs``), ascending.
+    fs : float
+        Sampling rate.
+    beat_classes : np.ndarray or None
+        AAMI class per beat; V and F beats are left out of the RR series.
+    p_peaks : np.ndarray or None
+        P-peak position per beat, NaN where no P wave was found.
+    exclude : np.ndarray of bool or None
+        Beats to ignore (in unreadable stretches).
+    window : int
+        Window length in beats.
+
+    Returns
+    -------
+    dict
+        ``irregularity`` (median absolute successive RR difference over the median RR,
+        on normal-to-normal intervals; without classes the smallest of lags 1-3),
+        ``p_fraction`` (share of non-ectopic beats with a P wave at a consistent PR
+        interval, NaN without ``p_peaks``), ``ectopic`` (bool per beat). One value per
+        beat.
+    """
+    r = np.asarray(rpeaks, dtype=np.float64)
+    nb = r.size
+    out = {
+        "irregularity": np.full(nb, np.nan),
+        "p_fraction": np.full(nb, np.nan),
+        "ectopic": np.zeros(nb, dtype=bool),
+    }
+    if nb < 4:
+        return out
+    rr = np.diff(r) / fs
+    if beat_classes is not None:
+        ectopic = np.isin(np.asarray(beat_classes).astype(str), ECTOPIC_CLASSES)
+    else:
+        ectopic = _rr_ectopic(rr)
+    out["ectopic"] = ectopic
+    bad = ectopic.copy()
+    if exclude is not None:
+        bad |= np.asarray(exclude, dtype=bool)
+    # An interval is usable when neither of its beats is ectopic or excluded, and it is
+    # not a pause or a missed-beat gap.
+    rr_ok = ~bad[:-1] & ~bad[1:] & (rr < PAUSE_S) & (rr > 0.2)
+    # Features run on the usable intervals only, packed together, so a stretch dense
+    # with ectopic beats still has a full window; each interval then takes the value of
+    # the nearest usable one. Differences across a removed beat compare two normal
+    # intervals, which is what sinus rhythm vs AF is about.
+    keep = np.flatnonzero(rr_ok)
+    irr = np.full(rr.size, np.nan)
+    if keep.size >= 4:
+        packed = rr[keep]
+        med_rr = _rolling(packed, window, "median")
+        best = np.full(packed.size, np.inf)
+        # Without classes, regular ectopic patterns are discounted by the smallest lag.
+        lags = (1,) if (beat_classes is not None and AF_CLASSES_LAG1) else (1, 2, 3)
+        for k in lags:
+            d = np.full(packed.size, np.nan)
+            if packed.size > k:
+                d[k:] = np.abs(packed[k:] - packed[:-k])
+            best = np.fmin(best, _rolling(d, window, "median") / med_rr)
+        best[~np.isfinite(best)] = np.nan
+        irr = best[_nearest(keep, rr.size)]
+        # Where almost every interval touches an ectopic beat (bigeminy), the nearest
+        # usable ones are too far away to speak for this stretch: no decision there.
+        usable = _rolling(rr_ok.astype(np.float64), window, "mean")
+        irr[usable < AF_MIN_USABLE] = np.nan
+    # Interval i ends at beat i + 1; beat 0 borrows interval 0.
+    out["irregularity"] = np.concatenate([[irr[0]], irr])
+    if p_peaks is not None:
+        pp = np.asarray(p_peaks, dtype=np.float64)
+        has_p = np.isfinite(pp)
+        if AF_PR_TOLERANCE_S is not None and has_p.sum() >= 4:
+            # A sinus P wave keeps its distance to the QRS; "P waves" found in AF
+            # (fibrillatory waves) do not. Keep the P waves whose PR interval is
+            # within a tolerance of the local median PR.
+            pr = np.where(has_p, r - pp, np.nan)
+            med_pr = _rolling(pr, window, "median")
+            has_p &= np.abs(pr - med_pr) <= AF_PR_TOLERANCE_S * fs
+        has_p = has_p.astype(np.float64)
+        good = np.flatnonzero(~bad)
+        if good.size:
+            packed_p = _rolling(has_p[good], window, "mean")
+            out["p_fraction"] = packed_p[_nearest(good, nb)]
+    return out
+
+
+def af_episodes(
+    rpeaks: np.ndarray,
+    fs: float,
+    n_samples: int,
+    *,
+    beat_classes: np.ndarray | None = None,
+    p_peaks: np.ndarray | None = None,
+    exclude: np.ndarray | None = None,
+) -> list[tuple[int, int]]:
+    """Atrial fibrillation episodes as (start, end) samples; see :func:`af_features`."""
+    r = np.asarray(rpeaks, dtype=np.int64)
+    f = af_features(r, fs, beat_classes=beat_classes, p_peaks=p_peaks, exclude=exclude)
+    irr, pf = f["irregularity"], f["p_fraction"]
+    if r.size < 4:
+        return []
+    with np.errstate(invalid="ignore"):
+        if p_peaks is not None:
+            vote = (irr > AF_IRREGULARITY) & ~(pf > AF_MAX_P_FRACTION)
+        else:
+            vote = irr > AF_IRREGULARITY_NO_P
+    vote = vote & np.isfinite(irr)
+    if exclude is not None:
+        vote &= ~np.asarray(exclude, dtype=bool)
+    smooth = _rolling(vote.astype(np.float64), AF_SMOOTH_BEATS, "mean") > 0.5
+    spans = [_beat_span(r, a, b, n_samples) for a, b in _runs(smooth)]
+    spans = _merge(spans, AF_MERGE_GAP_S * fs)
+    return [(s, e) for s, e in spans if e - s >= AF_MIN_DURATION_S * fs]
+
+
+# --- Runs of ectopic beats ------------------------------------------------------------
+
+
+def _class_runs(
+    classes: np.ndarray, rpeaks: np.ndarray, fs: float, n_samples: int, cls: str,
+    min_beats: int, min_bpm: float,
+) -> tuple[list[tuple[int, int]], list[tuple[int, int]]]:
+    """Runs of >= ``min_beats`` beats of class ``cls``: (fast runs, slow runs)."""
+    fast, slow = [], []
+    for a, b in _runs(classes == cls):
+        if b - a + 1 < min_beats:
+            continue
+        rate = 60.0 * fs / float(np.mean(np.diff(rpeaks[a : b + 1])))
+        span = _beat_span(rpeaks, a, b, n_samples)
+        (fast if rate > min_bpm else slow).append(span)
+    return fast, slow
+
+
+def _pattern_runs(
+    is_v: np.ndarray, rpeaks: np.ndarray, n_samples: int, period: int, min_cycles: int
+) -> list[tuple[int, int]]:
+    """Bigeminy (period 2) or trigeminy (period 3): a V beat every ``period`` beats,
+    the beats between them not V, for at least ``min_cycles`` V beats in a row."""
+    v = np.flatnonzero(is_v)
+    if v.size < min_cycles:
+        return []
+    # Consecutive V beats exactly ``period`` apart, with no V between (guaranteed by
+    # taking consecutive V indices).
+    link = np.diff(v) == period
+    out = []
+    for a, b in _runs(link):
+        first_v, last_v = v[a], v[b + 1]
+        n_cycles = b - a + 2
+        if n_cycles < min_cycles:
+            continue
+        start = max(0, first_v - (period - 1))
+        out.append(_beat_span(rpeaks, start, last_v, n_samples))
+    return out
+
+
+# --- Sinus rate -----------------------------------------------------------------------
+
+
+def _rate_episodes(
+    rpeaks: np.ndarray, fs: float, n_samples: int, sinus: np.ndarray, allowed: np.ndarray,
+    slow: bool,
+) -> list[tuple[int, int]]:
+    """Sustained sinus bradycardia (``slow``) or tachycardia.
+
+    The rate is the running median of :data:`SINUS_WINDOW_BEATS` sinus-to-sinus
+    intervals (both beats in ``sinus``), so premature beats between them do not make a
+    slow sinus rhythm look fast. Every beat takes the rate of the nearest such interval;
+    runs of ``allowed`` beats beyond the bound for :data:`SINUS_MIN_DURATION_S` count.
+    """
+    if rpeaks.size < SINUS_WINDOW_BEATS:
+        return []
+    rr = np.diff(rpeaks) / fs
+    nn = np.flatnonzero(sinus[:-1] & sinus[1:] & (rr < 2 * PAUSE_S))
+    if nn.size < SINUS_WINDOW_BEATS:
+        return []
+    rate = 60.0 / _rolling(rr[nn], SINUS_WINDOW_BEATS, "median")
+    rate = rate[_nearest(nn, rr.size)]
+    # The rate is meaningless where the nearest sinus interval is far away.
+    density = _rolling((sinus[:-1] & sinus[1:]).astype(np.float64), SINUS_WINDOW_BEATS, "mean")
+    rate[density < 0.2] = np.nan
+    rate = np.concatenate([[rate[0]], rate])
+    with np.errstate(invalid="ignore"):
+        hit = rate < BRADY_BPM if slow else rate > TACHY_BPM
+    hit &= allowed
+    spans = [_beat_span(rpeaks, a, b, n_samples) for a, b in _runs(hit)]
+    spans = _merge(spans, 2.0 * fs)
+    return [(s, e) for s, e in spans if e - s >= SINUS_MIN_DURATION_S * fs]
+
+
+# --- The whole analysis ---------------------------------------------------------------
+
+
+def ecg_rhythm(
+    x: np.ndarray,
+    rpeaks: np.ndarray,
+    fs: float,
+    *,
+    beat_classes: np.ndarray | None = None,
+    p_peaks: np.ndarray | None = None,
+    missing: np.ndarray | None = None,
+) -> list[dict[str, Any]]:
+    """Rhythm episodes of one lead.
+
+    Parameters
+    ----------
+    x : np.ndarray
+        The conditioned lead (:func:`ecgcore.signal.ecg_condition`) at ``fs``.
+    rpeaks : np.ndarray
+        Detected R peaks, samples at ``fs``.
+    fs : float
+        Sampling rate of ``x`` and of every position.
+    beat_classes : np.ndarray or None
+        AAMI class per beat (``"N"``, ``"S"``, ``"V"``, ``"F"``, ``"Q"``). Without it the
+        class-based rhythms (VT, IVR, SVTA, bigeminy, trigeminy) are not looked for.
+    p_peaks : np.ndarray or None
+        P-peak position per beat, NaN where absent.
+    missing : np.ndarray of bool or None
+        Samples that were interpolated (gaps, leads off).
+
+    Returns
+    -------
+    list of dict
+        ``{"label": str, "start": int, "end": int}`` sorted by start; ``end`` is
+        exclusive. Different labels may overlap (a pause inside bradycardia).
+    """
+    fs = float(fs)
+    x = np.asarray(x, dtype=np.float64).ravel()
+    n = x.size
+    r = np.asarray(rpeaks, dtype=np.int64).ravel()
+    classes = None
+    if beat_classes is not None:
+        classes = np.asarray(beat_classes).astype(str).ravel()
+        if classes.size != r.size:
+            raise ValueError(f"{classes.size} beat classes for {r.size} beats")
+    if p_peaks is not None:
+        p_peaks = np.asarray(p_peaks, dtype=np.float64).ravel()
+        if p_peaks.size != r.size:
+            raise ValueError(f"{p_peaks.size} P peaks for {r.size} beats")
+    found: list[tuple[str, int, int]] = []
+
+    noise = noise_intervals(x, r, fs, missing) if n else []
+    found += [("NOISE", s, e) for s, e in noise]
+    in_noise = _in_any(r, noise)
+
+    if r.size >= 2:
+        rr = np.diff(r)
+        for i in np.flatnonzero(rr > PAUSE_S * fs):
+            a, b = int(r[i]), int(r[i + 1])
+            if not any(s < b and a < e for s, e in noise):
+                found.append(("PAUSE", a, b))
+
+    af = af_episodes(r, fs, n, beat_classes=classes, p_peaks=p_peaks, exclude=in_noise)
+    found += [("AFIB", s, e) for s, e in af]
+
+    busy = list(af) + list(noise)
+    if classes is not None and r.size:
+        cls = np.where(in_noise, "Q", classes)
+        vt, ivr = _class_runs(cls, r, fs, n, "V", VT_MIN_BEATS, VT_MIN_BPM)
+        svta, _ = _class_runs(cls, r, fs, n, "S", SVTA_MIN_BEATS, SVTA_MIN_BPM)
+        found += [("VT", s, e) for s, e in vt]
+        found += [("IVR", s, e) for s, e in ivr]
+        found += [("SVTA", s, e) for s, e in svta if not _overlaps(s, e, af)]
+        is_v = cls == "V"
+        big = _pattern_runs(is_v, r, n, 2, BIGEMINY_MIN_CYCLES)
+        tri = _pattern_runs(is_v, r, n, 3, TRIGEMINY_MIN_CYCLES)
+        found += [("B", s, e) for s, e in big]
+        found += [("T", s, e) for s, e in tri if not _overlaps(s, e, big)]
+        busy += vt + svta + big + tri
+
+    if r.size >= SINUS_WINDOW_BEATS:
+        allowed = ~_in_any(r, busy)
+        if classes is not None:
+            sinus = classes == "N"
+        else:
+            rr_s = np.diff(r) / fs
+            sinus = ~_rr_ectopic(rr_s) if rr_s.size else np.ones(r.size, dtype=bool)
+        sinus &= ~in_noise
+        for label, slow in (("SBR", True), ("STACH", False)):
+            found += [(label, s, e) for s, e in _rate_episodes(r, fs, n, sinus, allowed, slow)]
+
+    found.sort(key=lambda t: (t[1], t[2], t[0]))
+    return [{"label": lab, "start": int(s), "end": int(e)} for lab, s, e in found]
+
+
+def _overlaps(s: int, e: int, intervals: list[tuple[int, int]]) -> bool:
+    return any(a < e and s < b for a, b in intervals)
+
+
+def rhythm_summary(episodes: list[dict[str, Any]], n_samples: int, fs: float) -> dict[str, Any]:
+    """AF burden and per-rhythm counts and durations of a recording.
+
+    Parameters
+    ----------
+    episodes : list of dict
+        From :func:`ecg_rhythm` (positions at ``fs``).
+    n_samples : int
+        Length of the analysed lead, samples at ``fs``.
+    fs : float
+        Sampling rate.
+
+    Returns
+    -------
+    dict
+        ``duration_s``; ``af_burden_pct`` (share of the readable time in AF: NOISE time
+        is left out of the denominator); ``af_episodes``; ``noise_pct``; ``by_label``:
+        per code ``{"name", "count", "total_s", "longest_s"}``.
+    """
+    fs = float(fs)
+    duration = n_samples / fs if fs > 0 else 0.0
+
+    def covered(label: str) -> float:
+        spans = _merge([(e["start"], e["end"]) for e in episodes if e["label"] == label], 0)
+        return sum(e - s for s, e in spans) / fs if fs > 0 else 0.0
+
+    by_label: dict[str, dict[str, Any]] = {}
+    for e in episodes:
+        d = by_label.setdefault(
+            e["label"],
+            {"name": RHYTHM_NAMES.get(e["label"], e["label"]), "count": 0, "total_s": 0.0,
+             "longest_s": 0.0},
+        )
+        length = (e["end"] - e["start"]) / fs
+        d["count"] += 1
+        d["total_s"] += length
+        d["longest_s"] = max(d["longest_s"], length)
+    for d in by_label.values():
+        d["total_s"] = round(d["total_s"], 2)
+        d["longest_s"] = round(d["longest_s"], 2)
+    af_s, noise_s = covered("AFIB"), covered("NOISE")
+    readable = max(duration - noise_s, 0.0)
+    return {
+        "duration_s": round(duration, 2),
+        "af_burden_pct": round(100.0 * af_s / readable, 2) if readable > 0 else 0.0,
+        "af_episodes": by_label.get("AFIB", {}).get("count", 0),
+        "af_total_s": round(af_s, 2),
+        "noise_pct": round(100.0 * noise_s / duration, 2) if duration > 0 else 0.0,
+        "by_label": by_label,
+    }
+
+
+def heart_rate_trend(
+    rpeaks: np.ndarray, fs: float, *, step_s: float = 1.0, smooth_beats: int = 5,
+    max_gap_s: float = PAUSE_S * 1.5,
+) -> dict[str, np.ndarray]:
+    """The heart rate over time, robust to one missed or extra beat.
+
+    Instantaneous rates (60 / RR) go through a running median of ``smooth_beats`` beats
+    (a missed beat gives one half rate, an extra beat two high ones: the median drops
+    them), then are sampled every ``step_s`` seconds. Gaps between beats longer than
+    ``max_gap_s`` are left as NaN, not interpolated across.
+
+    Returns
+    -------
+    dict
+        ``time_s`` and ``bpm`` arrays of the same length (empty with fewer than 2 beats).
+    """
+    r = np.asarray(rpeaks, dtype=np.float64).ravel()
+    if r.size < 2:
+        return {"time_s": np.zeros(0), "bpm": np.zeros(0)}
+    t = r[1:] / fs
+    rate = 60.0 * fs / np.diff(r)
+    if rate.size >= smooth_beats:
+        rate = _rolling(rate, smooth_beats, "median")
+    grid = np.arange(np.ceil(t[0] / step_s) * step_s, t[-1] + 1e-9, step_s)
+    if grid.size == 0:
+        return {"time_s": t.copy(), "bpm": rate}
+    bpm = np.interp(grid, t, rate)
+    # Grid points inside a long gap between beats carry no rate.
+    k = np.searchsorted(t, grid, side="right")
+    prev_t = t[np.clip(k - 1, 0, t.size - 1)]
+    next_t = t[np.clip(k, 0, t.size - 1)]
+    bpm[(next_t - prev_t) > max_gap_s] = np.nan
+    return {"time_s": grid, "bpm": bpm}

@@ -1,0 +1,322 @@
+"""Rhythm episodes (ecgcore.rhythm) on real MIT-BIH records and synthetic beat trains."""
+
+from __future__ import annotations
+
+from functools import cache
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from ecgcore.rhythm import (
+    RHYTHM_NAMES,
+    ecg_rhythm,
+    heart_rate_trend,
+    rhythm_summary,
+)
+
+MITDB = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "mitdb"
+FS = 360.0
+needs_mitdb = pytest.mark.skipif(not (MITDB / "RECORDS").exists(), reason="MIT-BIH not present")
+
+
+@cache
+def _record(name: str) -> dict:
+    """The pipeline's inputs for lead 0 of a record, computed here (about 1 s)."""
+    import wfdb
+
+    from ecgcore.delineate import ecg_delineate
+    from ecgcore.detect import ecg_rpeaks
+    from ecgcore.metrics import reference_beats
+    from ecgcore.signal import ecg_condition, ecg_resample
+
+    rec = wfdb.rdrecord(str(MITDB / name), channels=[0])
+    ann = wfdb.rdann(str(MITDB / name), "atr")
+    x = ecg_condition(ecg_resample(rec.p_signal[:, 0], rec.fs, FS), FS)
+    rpeaks = ecg_rpeaks(x, FS)
+    p_peaks = ecg_delineate(x, rpeaks, FS)["p_peak"]
+    ref_pos, ref_cls = reference_beats(ann.sample, ann.symbol, exclude_flutter=False)
+    marks = [
+        (int(s), a.strip("\x00 ").lstrip("("))
+        for s, sym, a in zip(ann.sample, ann.symbol, ann.aux_note, strict=True)
+        if sym == "+"
+    ]
+    rhythm = [
+        (lab, s, marks[i + 1][0] if i + 1 < len(marks) else x.size)
+        for i, (s, lab) in enumerate(marks)
+    ]
+    return {"x": x, "rpeaks": rpeaks, "p_peaks": p_peaks, "ref_pos": ref_pos,
+            "ref_cls": ref_cls, "rhythm": rhythm}
+
+
+def _overlap(a: list[tuple[int, int]], b: list[tuple[int, int]]) -> int:
+    return sum(max(0, min(e, u) - max(s, t)) for s, e in a for t, u in b)
+
+
+def _intervals(episodes: list[dict], label: str) -> list[tuple[int, int]]:
+    return [(e["start"], e["end"]) for e in episodes if e["label"] == label]
+
+
+def _synthetic_ecg(rpeaks: np.ndarray, n: int, fs: float = FS, seed: int = 0) -> np.ndarray:
+    """A clean lead: a narrow QRS-like bump at each R peak over faint noise."""
+    rng = np.random.default_rng(seed)
+    x = 0.005 * rng.standard_normal(n)
+    t = np.arange(-int(0.05 * fs), int(0.05 * fs) + 1)
+    bump = np.exp(-0.5 * (t / (0.01 * fs)) ** 2)
+    for r in rpeaks:
+        idx = r + t
+        ok = (idx >= 0) & (idx < n)
+        x[idx[ok]] += bump[ok]
+    return x
+
+
+# --- Atrial fibrillation on real records -------------------------------------------
+
+# Share of the reference AFIB time found, class-free (detected beats + P waves only),
+# as measured by bench/rhythm.py setting no_classes at the time of writing, minus margin.
+# Measured at the time of writing: 201 0.98, 202 0.81, 203 1.00, 210 0.77, 219 0.82,
+# 221 0.93, 222 0.86. The detector and delineator (P waves) were still changing, hence
+# a margin of about 8-10 points.
+AF_MIN_DURATION_SE = {
+    "201": 0.90, "202": 0.73, "203": 0.92, "210": 0.68, "219": 0.73, "221": 0.80,
+    "222": 0.77,
+}
+
+
+@needs_mitdb
+@pytest.mark.parametrize("name", sorted(AF_MIN_DURATION_SE))
+def test_af_found_in_af_records(name):
+    d = _record(name)
+    episodes = ecg_rhythm(d["x"], d["rpeaks"], FS, p_peaks=d["p_peaks"])
+    ref = [(s, e) for lab, s, e in d["rhythm"] if lab == "AFIB"]
+    found = _intervals(episodes, "AFIB")
+    ref_time = sum(e - s for s, e in ref)
+    assert _overlap(ref, found) / ref_time >= AF_MIN_DURATION_SE[name]
+    # The big reference episodes (a minute or more) are at least half covered, all but
+    # one per record (202 at 1176 s: 11 % when written).
+    big = [(s, e) for s, e in ref if e - s >= 60 * FS]
+    covered = [_overlap([(s, e)], found) >= 0.5 * (e - s) for s, e in big]
+    assert sum(covered) >= len(big) - 1
+
+
+@needs_mitdb
+@pytest.mark.parametrize("name", ["100", "101"])
+def test_no_af_in_sinus_records(name):
+    d = _record(name)
+    for classes in (None, d["ref_cls"]):
+        rpeaks = d["rpeaks"] if classes is None else d["ref_pos"]
+        p_peaks = d["p_peaks"] if classes is None else None
+        episodes = ecg_rhythm(d["x"], rpeaks, FS, beat_classes=classes, p_peaks=p_peaks)
+        assert not _intervals(episodes, "AFIB")
+
+
+@needs_mitdb
+def test_af_burden_in_summary():
+    d = _record("201")
+    episodes = ecg_rhythm(d["x"], d["rpeaks"], FS, p_peaks=d["p_peaks"])
+    summary = rhythm_summary(episodes, d["x"].size, FS)
+    ref_pct = 100 * sum(e - s for lab, s, e in d["rhythm"] if lab == "AFIB") / d["x"].size
+    assert abs(summary["af_burden_pct"] - ref_pct) < 5
+    assert summary["af_episodes"] >= 1
+    assert summary["by_label"]["AFIB"]["name"] == "Atrial fibrillation"
+
+
+# --- Ventricular tachycardia with reference classes ----------------------------------
+
+
+@needs_mitdb
+@pytest.mark.parametrize("name", ["203", "214", "215"])
+def test_vt_runs_found_with_reference_classes(name):
+    from ecgcore.metrics import match_beats
+
+    d = _record(name)
+    m = match_beats(d["ref_pos"], d["rpeaks"], 0.15 * FS)
+    classes = np.full(d["rpeaks"].size, "Q")
+    classes[m.test_index] = d["ref_cls"][m.ref_index]
+    episodes = ecg_rhythm(d["x"], d["rpeaks"], FS, beat_classes=classes, p_peaks=d["p_peaks"])
+    ref = [(s, e) for lab, s, e in d["rhythm"] if lab == "VT"]
+    found = _intervals(episodes, "VT")
+    assert ref and found
+    hit = sum(any(t < e and s < u for t, u in found) for s, e in ref)
+    # 203: 14 to 16 of 21 with the detector versions seen (it misses a beat in some
+    # fast runs); 214 and 215: 2 of 2.
+    assert hit / len(ref) >= 0.6
+    # Every VT found is a real one (no reference VT there means a false alarm).
+    assert all(any(t < e and s < u for s, e in ref) for t, u in found)
+
+
+@needs_mitdb
+@pytest.mark.parametrize("name", ["203", "207"])
+def test_vt_runs_on_reference_beats(name):
+    # On the reference beats and classes the rhythm logic finds every VT run of these
+    # records (21 in 203, 2 in 207), and nothing else.
+    d = _record(name)
+    episodes = ecg_rhythm(d["x"], d["ref_pos"], FS, beat_classes=d["ref_cls"])
+    ref = [(s, e) for lab, s, e in d["rhythm"] if lab == "VT"]
+    found = _intervals(episodes, "VT")
+    assert len(ref) >= 2
+    assert all(any(t < e and s < u for t, u in found) for s, e in ref)
+    assert all(any(t < e and s < u for s, e in ref) for t, u in found)
+
+
+def test_vt_rule_on_synthetic_classes():
+    fs = FS
+    rr = np.full(40, int(0.8 * fs))
+    rr[20:24] = int(0.45 * fs)  # four fast beats (133 bpm)
+    rpeaks = np.concatenate([[100], 100 + np.cumsum(rr)])
+    classes = np.full(rpeaks.size, "N")
+    classes[21:25] = "V"
+    x = _synthetic_ecg(rpeaks, int(rpeaks[-1] + fs))
+    episodes = ecg_rhythm(x, rpeaks, fs, beat_classes=classes)
+    vt = _intervals(episodes, "VT")
+    assert vt == [(int(rpeaks[21]), int(rpeaks[25]))]
+    # Two V beats are a couplet, not VT.
+    classes[23:25] = "N"
+    assert not _intervals(ecg_rhythm(x, rpeaks, fs, beat_classes=classes), "VT")
+    # Without classes there is no VT at all.
+    assert not _intervals(ecg_rhythm(x, rpeaks, fs), "VT")
+
+
+def test_bigeminy_and_trigeminy_on_synthetic_classes():
+    rpeaks = 100 + np.arange(60) * int(0.8 * FS)
+    x = _synthetic_ecg(rpeaks, int(rpeaks[-1] + FS))
+    classes = np.full(rpeaks.size, "N")
+    classes[11:25:2] = "V"  # seven V beats, every other beat
+    classes[36:52:3] = "V"  # six V beats, every third
+    episodes = ecg_rhythm(x, rpeaks, FS, beat_classes=classes)
+    assert _intervals(episodes, "B") == [(int(rpeaks[10]), int(rpeaks[24]))]
+    assert _intervals(episodes, "T") == [(int(rpeaks[34]), int(rpeaks[52]))]
+
+
+# --- Pauses and rate on synthetic beat trains ----------------------------------------
+
+
+def test_pause_found():
+    rr = np.full(50, int(0.8 * FS))
+    rr[25] = int(2.6 * FS)
+    rpeaks = np.concatenate([[200], 200 + np.cumsum(rr)])
+    x = _synthetic_ecg(rpeaks, int(rpeaks[-1] + FS))
+    episodes = ecg_rhythm(x, rpeaks, FS)
+    assert _intervals(episodes, "PAUSE") == [(int(rpeaks[25]), int(rpeaks[26]))]
+    assert RHYTHM_NAMES["PAUSE"] == "Pause"
+
+
+@pytest.mark.parametrize(("bpm", "label"), [(48, "SBR"), (125, "STACH"), (75, None)])
+def test_sinus_rate(bpm, label):
+    rpeaks = 100 + np.arange(int(bpm * 1.5)) * int(round(60 * FS / bpm))  # 90 s
+    x = _synthetic_ecg(rpeaks, int(rpeaks[-1] + FS))
+    labels = {e["label"] for e in ecg_rhythm(x, rpeaks, FS)}
+    assert labels == ({label} if label else set())
+    # A short burst (20 s) is not sustained.
+    short = rpeaks[: int(bpm / 3)]
+    labels = {e["label"] for e in ecg_rhythm(x, short, FS)}
+    assert not labels & {"SBR", "STACH"}
+
+
+def test_regular_rhythm_with_p_waves_is_not_af():
+    rng = np.random.default_rng(1)
+    rr = (0.8 + 0.02 * rng.standard_normal(300)) * FS
+    rpeaks = (100 + np.cumsum(rr)).astype(np.int64)
+    x = _synthetic_ecg(rpeaks, int(rpeaks[-1] + FS))
+    p = rpeaks - 0.16 * FS
+    assert not _intervals(ecg_rhythm(x, rpeaks, FS, p_peaks=p), "AFIB")
+    # Irregular RR without P waves is AF; the same with P waves everywhere is not.
+    rr = rng.uniform(0.45, 1.1, 300) * FS
+    rpeaks = (100 + np.cumsum(rr)).astype(np.int64)
+    x = _synthetic_ecg(rpeaks, int(rpeaks[-1] + FS))
+    none = np.full(rpeaks.size, np.nan)
+    af = _intervals(ecg_rhythm(x, rpeaks, FS, p_peaks=none), "AFIB")
+    assert sum(e - s for s, e in af) > 0.8 * (rpeaks[-1] - rpeaks[0])
+    assert not _intervals(ecg_rhythm(x, rpeaks, FS, p_peaks=rpeaks - 0.16 * FS), "AFIB")
+
+
+def test_pr_consistency_filter(monkeypatch):
+    from ecgcore import rhythm
+
+    rng = np.random.default_rng(2)
+    rpeaks = (100 + np.cumsum(rng.uniform(0.45, 1.1, 300) * FS)).astype(np.int64)
+    x = _synthetic_ecg(rpeaks, int(rpeaks[-1] + FS))
+    random_p = rpeaks - rng.uniform(0.06, 0.3, rpeaks.size) * FS
+    monkeypatch.setattr(rhythm, "AF_PR_TOLERANCE_S", None)
+    assert not _intervals(ecg_rhythm(x, rpeaks, FS, p_peaks=random_p), "AFIB")
+    # With the filter, "P waves" at random distances from the QRS (fibrillatory waves
+    # taken for P) do not count, and the stretch is AF.
+    monkeypatch.setattr(rhythm, "AF_PR_TOLERANCE_S", 0.03)
+    af = _intervals(ecg_rhythm(x, rpeaks, FS, p_peaks=random_p), "AFIB")
+    assert sum(e - s for s, e in af) > 0.8 * (rpeaks[-1] - rpeaks[0])
+
+
+def test_flat_and_missing_stretches_are_noise():
+    rpeaks = 100 + np.arange(100) * int(0.8 * FS)
+    n = int(rpeaks[-1] + FS)
+    x = _synthetic_ecg(rpeaks, n)
+    missing = np.zeros(n, dtype=bool)
+    missing[int(20 * FS): int(30 * FS)] = True
+    x[missing] = 0.0
+    keep = ~missing[rpeaks]
+    noise = _intervals(ecg_rhythm(x, rpeaks[keep], FS, missing=missing), "NOISE")
+    assert len(noise) == 1
+    s, e = noise[0]
+    assert abs(s - 20 * FS) <= FS and abs(e - 30 * FS) <= FS
+    # The gap left by the missing beats is not reported as a pause.
+    assert not _intervals(ecg_rhythm(x, rpeaks[keep], FS, missing=missing), "PAUSE")
+
+
+# --- Edge cases ----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("n_beats", [0, 1, 2])
+def test_few_beats(n_beats):
+    x = _synthetic_ecg(np.array([100, 400])[:n_beats], 1000)
+    rpeaks = np.array([100, 400][:n_beats], dtype=np.int64)
+    episodes = ecg_rhythm(x, rpeaks, FS, beat_classes=np.array(["N"] * n_beats),
+                          p_peaks=np.full(n_beats, np.nan))
+    assert all(e["label"] in RHYTHM_NAMES for e in episodes)
+    summary = rhythm_summary(episodes, x.size, FS)
+    assert summary["af_burden_pct"] == 0.0
+    trend = heart_rate_trend(rpeaks, FS)
+    assert trend["time_s"].size == trend["bpm"].size
+    if n_beats < 2:
+        assert trend["bpm"].size == 0
+
+
+def test_empty_signal():
+    assert ecg_rhythm(np.zeros(0), np.zeros(0, dtype=np.int64), FS) == []
+
+
+def test_mismatched_inputs_rejected():
+    with pytest.raises(ValueError):
+        ecg_rhythm(np.zeros(2000), np.array([100, 500]), FS, beat_classes=np.array(["N"]))
+
+
+def test_summary_counts_and_burden():
+    fs = 100.0
+    episodes = [
+        {"label": "AFIB", "start": 0, "end": 1000},
+        {"label": "AFIB", "start": 3000, "end": 4000},
+        {"label": "NOISE", "start": 8000, "end": 10000},
+        {"label": "PAUSE", "start": 5000, "end": 5250},
+    ]
+    s = rhythm_summary(episodes, 10000, fs)
+    assert s["af_episodes"] == 2
+    assert s["af_burden_pct"] == pytest.approx(25.0)  # 20 s of 80 readable s
+    assert s["noise_pct"] == pytest.approx(20.0)
+    assert s["by_label"]["PAUSE"] == {"name": "Pause", "count": 1, "total_s": 2.5,
+                                      "longest_s": 2.5}
+
+
+def test_heart_rate_trend_ignores_a_missed_beat():
+    rpeaks = 100 + np.arange(120) * int(0.75 * FS)  # 80 bpm
+    missed = np.delete(rpeaks, 60)
+    extra = np.sort(np.append(rpeaks, rpeaks[30] + int(0.3 * FS)))
+    for beats in (missed, extra):
+        trend = heart_rate_trend(beats, FS)
+        assert np.nanmax(np.abs(trend["bpm"] - 80.0)) < 1.0
+        assert np.all(np.diff(trend["time_s"]) > 0)
+
+
+def test_heart_rate_trend_gap_is_not_interpolated():
+    rpeaks = np.concatenate([np.arange(30), 40 + np.arange(30)]) * int(FS)
+    trend = heart_rate_trend(rpeaks, FS)
+    inside = (trend["time_s"] > 31) & (trend["time_s"] < 39)
+    assert inside.any() and np.all(np.isnan(trend["bpm"][inside]))
