@@ -1,0 +1,1 @@
+"""Reusable pieces of the dashboard: figures and small layout helpers."""

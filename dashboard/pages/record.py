@@ -1,0 +1,503 @@
+"""Record view ``/record/<name>``: waveform, beats, navigation, heart-rate trend, summary.
+
+Catalogue records, uploads (``upload-<token>``, this session only) and, later, live
+recordings share this page. The heavy part (reading, the cached analysis) runs once in
+:func:`load_record`; every zoom, pan and jump afterwards only slices arrays in memory.
+"""
+
+from __future__ import annotations
+
+from urllib.parse import quote
+
+import dash
+import dash_bootstrap_components as dbc
+import numpy as np
+from dash import ALL, Input, Output, Patch, State, callback, ctx, dcc, html
+
+from dashboard import context
+from dashboard.components.figures import (
+    ALL_LAYERS,
+    DEFAULT_LAYERS,
+    clamp_view,
+    format_hms,
+    parse_axis_value,
+    trend_figure,
+    view_shape,
+    waveform_figure,
+)
+from dashboard.records import AAMI_CLASSES, PreparedRecord, get_prepared, is_upload
+from ecgcore.errors import EcgError
+
+dash.register_page(__name__, path_template="/record/<name>", name="Record", order=1)
+
+LAYER_LABELS = {
+    "waves": "P/QRS/T markers", "aami": "AAMI model", "binary": "binary model",
+    "reference": "reference labels", "disagree": "disagreements", "rhythm": "rhythm bands",
+    "raw": "raw signal", "grid": "ECG paper grid",
+}
+TABLE_PAGE_SIZE = 12
+
+
+def _button(label: str, id_: str) -> dbc.Button:
+    return dbc.Button(label, id=id_, size="sm", color="secondary", outline=True,
+                      className="me-1 mb-1")
+
+
+def layout(name: str | None = None, **_query) -> html.Div:
+    """The record view's skeleton; the callbacks fill it in."""
+    return html.Div(
+        [
+            dcc.Store(id="rec-id", data=name),
+            dcc.Store(id="rec-ready"),
+            dcc.Store(id="rec-view"),
+            dcc.Store(id="rec-selected"),
+            html.H2(f"Record {name}", id="rec-title"),
+            dcc.Loading(
+                html.Div(
+                    html.Div("Loading the record; the first visit analyses it (a few "
+                             "seconds), later visits read the cache.", className="text-muted"),
+                    id="rec-info",
+                ),
+                type="dot", overlay_style={"visibility": "visible", "opacity": 0.6},
+            ),
+            html.Div(id="rec-alerts"),
+            dbc.Row(
+                [
+                    dbc.Col(
+                        [
+                            html.Span("Leads: ", className="fw-bold me-1"),
+                            dcc.Checklist(id="rec-leads", options=[], value=[], inline=True,
+                                          inputClassName="me-1", labelClassName="me-3"),
+                        ],
+                        md=3,
+                    ),
+                    dbc.Col(
+                        dcc.Checklist(
+                            id="rec-layers",
+                            options=[{"label": LAYER_LABELS[k], "value": k} for k in ALL_LAYERS],
+                            value=list(DEFAULT_LAYERS), inline=True,
+                            inputClassName="me-1", labelClassName="me-3",
+                        ),
+                        md=9,
+                    ),
+                ],
+                className="mb-1",
+            ),
+            html.Div(
+                [
+                    _button("◀ previous abnormal", "rec-prev-abnormal"),
+                    _button("next abnormal ▶", "rec-next-abnormal"),
+                    _button("next disagreement ▶", "rec-next-disagree"),
+                    _button("next rhythm episode ▶", "rec-next-rhythm"),
+                    _button("whole record", "rec-whole"),
+                    html.Span(id="rec-nav-msg", className="ms-2 text-muted small"),
+                    html.Span(id="rec-explain-link", className="ms-3"),
+                ],
+                className="mb-1",
+            ),
+            dcc.Loading(
+                dcc.Graph(id="rec-wave", config={"displaylogo": False, "scrollZoom": False},
+                          style={"minHeight": "330px"}),
+                type="circle", delay_show=300,
+            ),
+            html.H5("Heart rate over the whole record (click to go there)", className="mt-2"),
+            dcc.Graph(id="rec-trend", config={"displayModeBar": False},
+                      style={"height": "200px"}),
+            dbc.Row(
+                [
+                    dbc.Col([html.H5("Summary"), html.Div(id="rec-summary")], lg=5),
+                    dbc.Col(
+                        [
+                            html.H5("Beats (click a row to go there)"),
+                            dcc.RadioItems(
+                                id="rec-table-filter",
+                                options=[
+                                    {"label": "all", "value": "all"},
+                                    {"label": "abnormal (AAMI model)", "value": "abnormal"},
+                                    {"label": "disagreements", "value": "disagree"},
+                                ],
+                                value="all", inline=True, inputClassName="me-1",
+                                labelClassName="me-3",
+                            ),
+                            # A plain table, paged on the server: only 12 rows travel, and the
+                            # page needs no data-grid library.
+                            html.Div(id="rec-beats", className="beat-table"),
+                            html.Div(
+                                [
+                                    dbc.Button("◀", id="rec-beats-prev", size="sm",
+                                               color="secondary", outline=True),
+                                    html.Span(id="rec-beats-page-label", className="mx-2"),
+                                    dbc.Button("▶", id="rec-beats-next", size="sm",
+                                               color="secondary", outline=True),
+                                ],
+                                className="mt-1",
+                            ),
+                            dcc.Store(id="rec-beats-page", data=0),
+                        ],
+                        lg=7,
+                    ),
+                ],
+                className="mt-3",
+            ),
+        ]
+    )
+
+
+def _alert(text: str, color: str = "warning") -> dbc.Alert:
+    return dbc.Alert(text, color=color, className="py-2 mb-2")
+
+
+def _info(prepared: PreparedRecord) -> html.Div:
+    recording = prepared.recording
+    analysis = prepared.analysis
+    parts = [
+        f"{recording.format} · {len(recording.leads)} lead(s): {', '.join(recording.leads)} · "
+        f"{recording.fs:g} Hz ({recording.fs_origin}) · {format_hms(prepared.duration_s)}",
+    ]
+    if analysis is not None:
+        hr = analysis.heart_rate_bpm()
+        rate = f"{hr['mean']:.0f} bpm" if hr["mean"] else "n/a"
+        parts.append(
+            f" · {analysis.n_beats} beats on {analysis.lead_used} · mean heart rate {rate} · "
+            + ("analysis read from the disk cache" if prepared.from_cache
+               else "analysed on first opening, now cached")
+        )
+    return html.Div(parts, className="text-muted", id="rec-info-text")
+
+
+def _summary(prepared: PreparedRecord) -> html.Div:
+    s = prepared.summary
+    if not s:
+        return html.Div("No analysis.", className="text-muted")
+    header = [html.Th("")] + [html.Th(c) for c in AAMI_CLASSES]
+    body = []
+    if s.get("reference"):
+        body.append(html.Tr([html.Td("reference")] + [html.Td(s["reference"][c])
+                                                     for c in AAMI_CLASSES]))
+    if s.get("model"):
+        body.append(html.Tr([html.Td("AAMI model")] + [html.Td(s["model"][c])
+                                                      for c in AAMI_CLASSES]))
+    if body:
+        children = [dbc.Table([html.Thead(html.Tr(header)), html.Tbody(body)], size="sm",
+                              bordered=True, className="mb-2", id="rec-summary-counts")]
+    else:
+        children = [html.P(f"{s['n_beats']} beats detected; no class counts (no reference "
+                           "annotations and no classifier).", id="rec-summary-counts")]
+    if s.get("binary"):
+        children.append(html.P(
+            f"Binary model: {s['binary']['normal']} normal, {s['binary']['abnormal']} abnormal."
+        ))
+    if s.get("detection"):
+        d = s["detection"]
+        children.append(html.P(
+            f"Beat detection against the reference: sensitivity {d['sensitivity']:.2%}, "
+            f"PPV {d['ppv']:.2%} ({d['missed']} missed, {d['extra']} extra; 150 ms window)."
+        ))
+    if s.get("per_class"):
+        rows = []
+        for c in AAMI_CLASSES:
+            v = s["per_class"][c]
+            se = "–" if v["sensitivity"] is None else f"{v['sensitivity']:.1%}"
+            ppv = "–" if v["ppv"] is None else f"{v['ppv']:.1%}"
+            rows.append(html.Tr([html.Td(c), html.Td(v["n_ref"]), html.Td(v["n_pred"]),
+                                 html.Td(se), html.Td(ppv)]))
+        children += [
+            html.Div("AAMI model on this record (matched beats):", className="small"),
+            dbc.Table(
+                [html.Thead(html.Tr([html.Th(h) for h in
+                                     ("class", "reference", "model", "Se", "PPV")])),
+                 html.Tbody(rows)],
+                size="sm", bordered=True, id="rec-summary-perclass",
+            ),
+        ]
+    children.append(html.P(f"{s.get('n_disagree', 0)} beat(s) with a disagreement "
+                           "(models with each other or with the reference).", className="small"))
+    return html.Div(children)
+
+
+@callback(
+    Output("rec-info", "children"),
+    Output("rec-alerts", "children"),
+    Output("rec-leads", "options"),
+    Output("rec-leads", "value"),
+    Output("rec-summary", "children"),
+    Output("rec-trend", "figure"),
+    Output("rec-ready", "data"),
+    Output("rec-title", "children"),
+    Output("rec-wave", "figure"),
+    Output("rec-view", "data"),
+    Output("rec-beats", "children"),
+    Output("rec-beats-page", "data"),
+    Output("rec-beats-page-label", "children"),
+    Input("rec-id", "data"),
+    State("session-id", "data"),
+    State("rec-layers", "value"),
+)
+def load_record(record_id, session_id, layers):
+    """Read and analyse (through the cache) the record, and draw its first view.
+
+    The first waveform comes with the rest (not from a second callback after this one), so
+    the page is complete after one round trip.
+    """
+    empty = {"data": [], "layout": {}}
+    if not record_id:
+        return ("", _alert("No record given.", "danger"), [], [], "", empty, None,
+                "Record", empty, None, "", 0, "")
+    try:
+        prepared = get_prepared(record_id, session_id)
+    except EcgError as error:
+        return ("", _alert(str(error), "danger"), [], [], "", empty, None,
+                f"Record {record_id}", empty, None, "", 0, "")
+    alerts = [_alert(n) for n in prepared.notices]
+    if prepared.analysis_error:
+        alerts.append(_alert(prepared.analysis_error, "danger"))
+    options = [{"label": name, "value": i} for i, name in enumerate(prepared.recording.leads)]
+    cfg = context.config()
+    view = clamp_view(0.0, cfg.initial_span_s, prepared.duration_s)
+    title = prepared.title if is_upload(record_id) else f"Record {record_id}"
+    ready = {"id": record_id, "duration": prepared.duration_s,
+             "n_beats": int(prepared.beats["sample"].size) if prepared.beats else 0}
+    leads = [prepared.lead_used]
+    layers = list(layers or [])
+    figure = waveform_figure(prepared, view, leads, layers, points=cfg.points_per_view,
+                             detail_span_s=cfg.detail_span_s)
+    drawn = {"view": list(view), "leads": leads, "layers": layers, "selected": None}
+    table, page, label = _table_page(prepared, record_id, 0, "all")
+    return (_info(prepared), alerts, options, leads, _summary(prepared),
+            trend_figure(prepared, view), ready, title, figure, drawn, table, page, label)
+
+
+def _jump(prepared: PreparedRecord, target: str, view: tuple[float, float]) -> float | None:
+    """Time (s) of the next/previous item of interest from the view's centre, or None."""
+    beats = prepared.beats
+    centre = 0.5 * (view[0] + view[1])
+    if target == "rhythm":
+        starts = sorted(e["start"] / prepared.fs for e in prepared.rhythm if e["label"] != "(N")
+        later = [t for t in starts if t > centre + 0.5]
+        return later[0] if later else None
+    if not beats:
+        return None
+    mask = beats["disagree"] if target == "disagree" else beats["abnormal"]
+    times = beats["time_s"][mask]
+    if target == "prev-abnormal":
+        earlier = times[times < centre - 0.05]
+        return float(earlier[-1]) if earlier.size else None
+    later = times[times > centre + 0.05]
+    return float(later[0]) if later.size else None
+
+
+@callback(
+    Output("rec-wave", "figure", allow_duplicate=True),
+    Output("rec-view", "data", allow_duplicate=True),
+    Output("rec-trend", "figure", allow_duplicate=True),
+    Output("rec-nav-msg", "children"),
+    Output("rec-selected", "data"),
+    Input("rec-wave", "relayoutData"),
+    Input("rec-wave", "clickData"),
+    Input("rec-prev-abnormal", "n_clicks"),
+    Input("rec-next-abnormal", "n_clicks"),
+    Input("rec-next-disagree", "n_clicks"),
+    Input("rec-next-rhythm", "n_clicks"),
+    Input("rec-whole", "n_clicks"),
+    Input({"type": "beat-row", "index": ALL}, "n_clicks"),
+    Input("rec-trend", "clickData"),
+    Input("rec-leads", "value"),
+    Input("rec-layers", "value"),
+    State("rec-view", "data"),
+    State("rec-selected", "data"),
+    State("rec-ready", "data"),
+    State("session-id", "data"),
+    prevent_initial_call=True,
+)
+def draw(relayout, click, _p, _n, _d, _r, _w, _rows, trend_click, leads, layers,
+         drawn, selected, ready, session_id):
+    """Redraw the waveform for the visible range after any zoom, pan, jump or toggle.
+
+    ``rec-view`` holds what is drawn (range, leads, layers, selected beat): an event that
+    would draw the same again (the graph's autosize, the lead list being filled in) sends
+    nothing.
+    """
+    if not ready:
+        return dash.no_update, dash.no_update, dash.no_update, "", dash.no_update
+    try:
+        prepared = get_prepared(ready["id"], session_id)
+    except EcgError as error:
+        return dash.no_update, dash.no_update, dash.no_update, str(error), dash.no_update
+    cfg = context.config()
+    duration = prepared.duration_s
+    view = (drawn or {}).get("view")
+    current = tuple(view) if view else clamp_view(0.0, cfg.initial_span_s, duration)
+    trigger = ctx.triggered_id
+    message = ""
+    target_time = None
+    if isinstance(trigger, dict) and trigger.get("type") == "beat-row":
+        # New rows (another page) also "trigger" with no click: only a click counts.
+        if not ctx.triggered[0].get("value"):
+            return dash.no_update, dash.no_update, dash.no_update, dash.no_update, dash.no_update
+        selected = int(trigger["index"])
+        target_time = float(prepared.beats["time_s"][selected])
+    elif trigger == "rec-wave" and "relayoutData" in ctx.triggered[0]["prop_id"]:
+        current = _range_from_relayout(relayout or {}, duration) or current
+    elif trigger == "rec-wave":
+        beat = _clicked_beat(click)
+        if beat is None:
+            return dash.no_update, dash.no_update, dash.no_update, dash.no_update, dash.no_update
+        selected = beat
+        message = f"selected beat {beat}"
+    elif trigger == "rec-whole":
+        current = (0.0, duration)
+    elif trigger in {"rec-prev-abnormal", "rec-next-abnormal", "rec-next-disagree",
+                     "rec-next-rhythm"}:
+        kind = trigger.removeprefix("rec-").replace("next-", "")
+        target_time = _jump(prepared, kind, current)
+        if target_time is None:
+            message = "nothing further in that direction"
+    elif trigger == "rec-trend" and trend_click:
+        t = parse_axis_value(trend_click["points"][0]["x"])
+        target_time = t
+    if target_time is not None:
+        span = current[1] - current[0]
+        if span > cfg.detail_span_s:
+            span = cfg.initial_span_s
+        current = clamp_view(target_time - span / 2, target_time + span / 2, duration)
+        if prepared.beats and trigger != "rec-trend":
+            nearest = int(np.argmin(np.abs(prepared.beats["time_s"] - target_time)))
+            selected = nearest
+        message = message or f"at {format_hms(target_time)}"
+    leads = list(leads or [])
+    layers = list(layers or [])
+    state = {"view": [float(current[0]), float(current[1])], "leads": leads,
+             "layers": layers, "selected": selected}
+    if drawn and state == {**drawn, "view": [float(v) for v in drawn.get("view") or []]}:
+        return dash.no_update, dash.no_update, dash.no_update, message, dash.no_update
+    figure = waveform_figure(
+        prepared, current, leads, layers,
+        points=cfg.points_per_view, detail_span_s=cfg.detail_span_s,
+    )
+    if selected is not None and prepared.beats and 0 <= selected < prepared.beats["sample"].size:
+        t_sel = float(prepared.beats["time_s"][selected])
+        if current[0] <= t_sel <= current[1]:
+            figure["layout"]["shapes"].append({
+                "type": "line", "xref": "x", "yref": "paper", "x0": t_sel,
+                "x1": t_sel, "y0": 0, "y1": 1,
+                "line": {"color": "#1565c0", "width": 1, "dash": "dot"},
+            })
+    trend = Patch()
+    trend["layout"]["shapes"][-1] = view_shape(current)
+    return figure, state, trend, message, selected
+
+
+def _range_from_relayout(relayout: dict, duration: float) -> tuple[float, float] | None:
+    if any(k.endswith("autorange") and v for k, v in relayout.items()):
+        return (0.0, duration)
+    lo = hi = None
+    for key, value in relayout.items():
+        if not key.startswith("xaxis"):
+            continue
+        if key.endswith("range[0]"):
+            lo = parse_axis_value(value)
+        elif key.endswith("range[1]"):
+            hi = parse_axis_value(value)
+        elif key.endswith(".range") and isinstance(value, list) and len(value) == 2:
+            lo, hi = parse_axis_value(value[0]), parse_axis_value(value[1])
+    if lo is None or hi is None or hi <= lo:
+        return None
+    return clamp_view(lo, hi, duration, min_span=0.2)
+
+
+def _clicked_beat(click) -> int | None:
+    if not click or not click.get("points"):
+        return None
+    data = click["points"][0].get("customdata")
+    if isinstance(data, list):
+        data = data[0] if data else None
+    return int(data) if isinstance(data, int | float) else None
+
+
+@callback(
+    Output("rec-explain-link", "children"),
+    Input("rec-selected", "data"),
+    State("rec-ready", "data"),
+)
+def explain_link(selected, ready):
+    """A link to explain the selected beat."""
+    if selected is None or not ready:
+        return html.Span("click a beat label to select it", className="text-muted small")
+    href = f"/explain?record={quote(ready['id'])}&beat={int(selected)}"
+    return dcc.Link(f"Explain beat {selected} →", href=href, id="rec-explain-a")
+
+
+@callback(
+    Output("rec-beats", "children", allow_duplicate=True),
+    Output("rec-beats-page", "data", allow_duplicate=True),
+    Output("rec-beats-page-label", "children", allow_duplicate=True),
+    Input("rec-beats-prev", "n_clicks"),
+    Input("rec-beats-next", "n_clicks"),
+    Input("rec-table-filter", "value"),
+    State("rec-beats-page", "data"),
+    State("rec-ready", "data"),
+    State("session-id", "data"),
+    prevent_initial_call=True,
+)
+def beat_table(_prev, _next, which, page, ready, session_id):
+    """Another page of the beat table (only the visible rows travel)."""
+    if not ready:
+        return dash.no_update, dash.no_update, dash.no_update
+    try:
+        prepared = get_prepared(ready["id"], session_id)
+    except EcgError as error:
+        return str(error), 0, ""
+    page = int(page or 0)
+    if ctx.triggered_id == "rec-beats-prev":
+        page -= 1
+    elif ctx.triggered_id == "rec-beats-next":
+        page += 1
+    else:
+        page = 0
+    return _table_page(prepared, ready["id"], page, which)
+
+
+TABLE_COLUMNS = ("#", "time", "RR (ms)", "AAMI", "AAMI probabilities", "binary (p abnormal)",
+                 "reference", "")
+
+
+def _table_page(prepared: PreparedRecord, record_id: str, page: int, which: str):
+    """One page of the beat table: the table, the page number and its label."""
+    beats = prepared.beats
+    if not beats:
+        return html.P("No beats.", className="text-muted"), 0, ""
+    if which == "abnormal":
+        index = np.flatnonzero(beats["abnormal"])
+    elif which == "disagree":
+        index = np.flatnonzero(beats["disagree"])
+    else:
+        index = np.arange(beats["sample"].size)
+    pages = max(1, int(np.ceil(index.size / TABLE_PAGE_SIZE)))
+    page = min(max(int(page or 0), 0), pages - 1)
+    rows = []
+    for i in index[page * TABLE_PAGE_SIZE:(page + 1) * TABLE_PAGE_SIZE]:
+        i = int(i)
+        rr = beats["rr_s"][i]
+        probs = beats["aami_p"][i]
+        cells = [
+            str(i), format_hms(beats["time_s"][i]),
+            "" if not np.isfinite(rr) else f"{rr * 1000:.0f}",
+            beats["aami"][i],
+            "" if not np.isfinite(probs).all() else " ".join(
+                f"{c}:{p:.2f}" for c, p in zip(AAMI_CLASSES, probs, strict=True)),
+            "" if not beats["binary"][i] else
+            f"{beats['binary'][i]} ({beats['binary_p'][i]:.2f})",
+            beats["ref"][i],
+        ]
+        link = dcc.Link("explain", href=f"/explain?record={quote(record_id)}&beat={i}")
+        rows.append(html.Tr(
+            [html.Td(c) for c in cells] + [html.Td(link)],
+            id={"type": "beat-row", "index": i}, n_clicks=0,
+            className="beat-row" + (" table-danger" if beats["disagree"][i] else ""),
+        ))
+    table = dbc.Table(
+        [html.Thead(html.Tr([html.Th(c) for c in TABLE_COLUMNS])), html.Tbody(rows)],
+        size="sm", hover=True, className="mb-0",
+    )
+    label = f"page {page + 1} of {pages} ({index.size} beats)"
+    return table, page, label

@@ -1,0 +1,395 @@
+"""From a record id to everything the record view draws, prepared once and kept in memory.
+
+A record id is a catalogue name (``208``) or an upload (``upload-<token>``), the latter
+resolved only within the browser session that uploaded it. Preparation calls ecgcore
+(read, the cached analysis, beat matching) and arranges its results as per-beat arrays;
+it computes no ECG processing of its own.
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from dashboard.state import MemoryStore, SessionStore
+from ecgcore.errors import EcgError, ModelError
+from ecgcore.recording import Recording
+
+UPLOAD_PREFIX = "upload-"
+AAMI_CLASSES = ("N", "S", "V", "F", "Q")
+RR_MIN_S, RR_MAX_S = 0.2, 3.0
+"""Heart-rate trend: intervals outside this range (missed or extra beats) are not drawn."""
+
+
+class NotAvailableError(EcgError):
+    """A part of the workbench this page needs is not installed or not built yet."""
+
+
+@dataclass
+class PreparedRecord:
+    """One record ready to draw.
+
+    Attributes
+    ----------
+    record_id, title
+        The id in the URL and a human title.
+    recording : Recording
+    conditioned : np.ndarray
+        Each lead conditioned at the recording's own rate, ``(n_samples, n_leads)`` float32.
+    raw : np.ndarray
+        Each lead minus its median, float32 (the "raw" toggle).
+    analysis : Analysis or None
+        None when the analysis could not run (``analysis_error`` says why).
+    beats : dict of str to np.ndarray
+        Per detected beat: ``sample``, ``time_s``, ``rr_s``, ``hr_bpm``, ``aami``,
+        ``aami_p`` (n, 5), ``binary`` (``"abnormal"``/``"normal"``/""), ``binary_p``,
+        ``ref`` (matched reference class or ""), ``abnormal``, ``disagree`` (bool).
+    rhythm : list of dict
+        Rhythm episodes ``{"label", "start", "end", "source"}``.
+    summary : dict
+        Beat counts per class and, with a reference, per-record Se/PPV.
+    """
+
+    record_id: str
+    title: str
+    recording: Recording
+    conditioned: np.ndarray
+    raw: np.ndarray
+    analysis: Any = None
+    analysis_error: str | None = None
+    from_cache: bool = False
+    notices: list[str] = field(default_factory=list)
+    beats: dict[str, np.ndarray] = field(default_factory=dict)
+    reference: dict[str, np.ndarray] | None = None
+    extras: dict[str, Any] = field(default_factory=dict)
+    """Derived data computed on demand (model inputs, explanations), kept with the record."""
+    rhythm: list[dict[str, Any]] = field(default_factory=list)
+    summary: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def fs(self) -> float:
+        return float(self.recording.fs)
+
+    @property
+    def duration_s(self) -> float:
+        return float(self.recording.duration_s)
+
+    @property
+    def lead_used(self) -> int:
+        if self.analysis is None:
+            return 0
+        return self.recording.lead_index(self.analysis.lead_used)
+
+
+def is_upload(record_id: str) -> bool:
+    """Whether a record id names an upload."""
+    return record_id.startswith(UPLOAD_PREFIX)
+
+
+def read_record(
+    record_id: str, session_id: str | None, sessions: SessionStore, records_dir=None
+) -> Recording:
+    """The recording behind a record id.
+
+    Raises
+    ------
+    EcgError
+        Unknown record, or an upload of another (or an expired) session.
+    NotAvailableError
+        ``ecgcore.io`` is not there yet.
+    """
+    if is_upload(record_id):
+        recording = sessions.get(session_id or "", record_id)
+        if recording is None:
+            raise EcgError(
+                "this upload is not available in this browser session (uploads are private "
+                "to the tab that made them and expire after a while): upload the file again"
+            )
+        return recording
+    from ecgcore.catalog import record_path
+
+    path = record_path(record_id, records_dir)
+    try:
+        from ecgcore.io import read
+    except ImportError as error:
+        raise NotAvailableError(
+            f"reading records is not available yet (ecgcore.io: {error})"
+        ) from None
+    return read(str(path))
+
+
+class RecordPreparer:
+    """Prepares records once and keeps the last few in memory (thread-safe, bounded)."""
+
+    def __init__(self, max_records: int = 6, ttl_s: float = 3600.0) -> None:
+        self._memory = MemoryStore(max_records, ttl_s)
+        self._locks: dict[str, threading.Lock] = {}
+        self._guard = threading.Lock()
+
+    def get(self, key: str, record_id: str, load) -> PreparedRecord:
+        """The prepared record under ``key``, preparing it with ``load()`` -> Recording."""
+        found = self._memory.get(key)
+        if found is not None:
+            return found
+        with self._guard:
+            lock = self._locks.setdefault(key, threading.Lock())
+        with lock:
+            found = self._memory.get(key)
+            if found is None:
+                found = prepare(record_id, load())
+                self._memory.put(key, found)
+        return found
+
+    def peek(self, key: str) -> PreparedRecord | None:
+        """The prepared record if it is in memory, without preparing it."""
+        return self._memory.get(key)
+
+
+def get_prepared(record_id: str, session_id: str | None) -> PreparedRecord:
+    """The prepared record for this browser session, from inside a Dash callback.
+
+    Raises
+    ------
+    EcgError
+        With a message for the user (unknown record, upload of another session...).
+    """
+    from dashboard import context
+
+    cfg = context.config()
+    key = f"{session_id}:{record_id}" if is_upload(record_id) else record_id
+    return context.records().get(
+        key, record_id,
+        lambda: read_record(record_id, session_id, context.sessions(), cfg.records_dir),
+    )
+
+
+_failure_lock = threading.Lock()
+_last_failure: tuple[tuple, str] | None = None
+
+
+def _classifiers_failure() -> str | None:
+    """Why the classifiers cannot be loaded, or None when they can.
+
+    Checked before analysing, so a missing model does not cost a whole analysis before
+    failing; a failure is remembered until the model files change, so a half-written
+    models folder is not reloaded (seconds) on every page.
+    """
+    global _last_failure
+    try:
+        from ecgcore.inference import MODELS_DIR, load_classifiers
+    except ImportError as error:
+        return str(error)
+    folder = Path(MODELS_DIR)
+    signature = tuple(
+        (p.name, p.stat().st_mtime_ns, p.stat().st_size)
+        for p in sorted(folder.glob("*.keras")) if p.is_file()
+    ) if folder.is_dir() else ()
+    with _failure_lock:
+        if _last_failure is not None and _last_failure[0] == signature:
+            return _last_failure[1]
+    try:
+        load_classifiers()
+    except ModelError as error:
+        with _failure_lock:
+            _last_failure = (signature, str(error))
+        return str(error)
+    return None
+
+
+def _analyse(recording: Recording) -> tuple[Any, bool, list[str]]:
+    from ecgcore.cache import cached_analyze
+
+    notices: list[str] = []
+    classify = True
+    failure = _classifiers_failure()
+    if failure is not None:
+        # The classifiers may not be built yet: still show beats and waves.
+        notices.append(f"the beat classifiers are not available yet ({failure}); beats are "
+                       "detected and delineated but not classified")
+        classify = False
+    analysis, hit = cached_analyze(recording, classify=classify)
+    return analysis, hit, notices
+
+
+def prepare(record_id: str, recording: Recording) -> PreparedRecord:
+    """Condition every lead for display, analyse (through the cache) and arrange per beat."""
+    from ecgcore.signal import ecg_condition
+
+    n_leads = recording.signal.shape[1]
+    conditioned = np.empty(recording.signal.shape, dtype=np.float32)
+    raw = np.empty(recording.signal.shape, dtype=np.float32)
+    for i in range(n_leads):
+        x = np.asarray(recording.signal[:, i], dtype=np.float64)
+        conditioned[:, i] = ecg_condition(x, recording.fs)
+        finite = np.isfinite(x)
+        raw[:, i] = x - (np.median(x[finite]) if finite.any() else 0.0)
+    title = (recording.meta.get("title") or recording.source) if is_upload(record_id) else (
+        f"record {record_id}"
+    )
+    prepared = PreparedRecord(record_id, str(title), recording, conditioned, raw)
+    try:
+        analysis, hit, notices = _analyse(recording)
+    except ImportError as error:
+        prepared.analysis_error = f"the analysis is not available yet ({error})"
+        return prepared
+    except EcgError as error:
+        prepared.analysis_error = str(error)
+        return prepared
+    prepared.analysis, prepared.from_cache = analysis, hit
+    prepared.notices = notices + list(analysis.warnings)
+    _arrange_beats(prepared)
+    return prepared
+
+
+def _arrange_beats(prepared: PreparedRecord) -> None:
+    from ecgcore.metrics import MATCH_TOLERANCE_S, match_beats, reference_beats
+
+    analysis, fs = prepared.analysis, prepared.fs
+    rpeaks = np.asarray(analysis.rpeaks, dtype=np.int64)
+    n = rpeaks.size
+    time_s = rpeaks / fs
+    rr = np.full(n, np.nan)
+    if n > 1:
+        rr[1:] = np.diff(rpeaks) / fs
+    hr = np.where((rr >= RR_MIN_S) & (rr <= RR_MAX_S), 60.0 / rr, np.nan)
+    aami = (
+        np.asarray(analysis.aami_labels, dtype="<U1")
+        if analysis.aami_probs is not None
+        else np.full(n, "", dtype="<U1")
+    )
+    aami_p = (
+        np.asarray(analysis.aami_probs, dtype=np.float32)
+        if analysis.aami_probs is not None
+        else np.full((n, len(AAMI_CLASSES)), np.nan, dtype=np.float32)
+    )
+    if analysis.binary_p_abnormal is not None:
+        binary_p = np.asarray(analysis.binary_p_abnormal, dtype=np.float32)
+        binary = np.where(binary_p >= 0.5, "abnormal", "normal")
+    else:
+        binary_p = np.full(n, np.nan, dtype=np.float32)
+        binary = np.full(n, "", dtype="<U8")
+    ref = np.full(n, "", dtype="<U1")
+    recording = prepared.recording
+    summary: dict[str, Any] = {
+        "n_beats": n,
+        "model": {c: int(np.sum(aami == c)) for c in AAMI_CLASSES} if aami.any() else None,
+        "binary": (
+            {"normal": int(np.sum(binary == "normal")),
+             "abnormal": int(np.sum(binary == "abnormal"))}
+            if binary.any() else None
+        ),
+        "reference": None,
+    }
+    rhythm = [dict(e, source="analysis") for e in analysis.rhythm]
+    ann = recording.annotations
+    if ann is not None and len(ann.sample):
+        from ecgcore.catalog import reference_rhythm_episodes
+
+        ref_pos, ref_cls = reference_beats(ann.sample, list(ann.symbol))
+        match = match_beats(ref_pos, rpeaks, MATCH_TOLERANCE_S * fs)
+        ref[match.test_index] = ref_cls[match.ref_index]
+        prepared.reference = {"sample": ref_pos, "aami": ref_cls, "missed": match.missed}
+        summary["reference"] = {c: int(np.sum(ref_cls == c)) for c in AAMI_CLASSES}
+        summary["detection"] = {
+            "sensitivity": match.sensitivity, "ppv": match.ppv,
+            "matched": int(match.ref_index.size), "missed": int(match.missed.size),
+            "extra": int(match.extra.size),
+        }
+        if aami.any():
+            summary["per_class"] = _per_class(ref_cls, aami, match)
+        rhythm = [
+            dict(e, source="reference")
+            for e in reference_rhythm_episodes(
+                ann.sample, list(ann.symbol), list(ann.aux_note), recording.n_samples
+            )
+        ] + rhythm
+    abnormal = (aami != "N") & (aami != "")
+    if not aami.any():
+        abnormal = binary == "abnormal"
+    disagree = np.zeros(n, dtype=bool)
+    if aami.any():
+        has_ref = ref != ""
+        disagree |= has_ref & (ref != aami)
+        if binary.any():
+            # The two models disagree when one calls abnormal what the other calls N.
+            disagree |= (binary == "abnormal") != (aami != "N")
+    prepared.beats = {
+        "sample": rpeaks, "time_s": time_s, "rr_s": rr, "hr_bpm": hr,
+        "aami": aami, "aami_p": aami_p, "binary": binary, "binary_p": binary_p,
+        "ref": ref, "abnormal": abnormal, "disagree": disagree,
+    }
+    prepared.rhythm = rhythm
+    summary["n_disagree"] = int(disagree.sum())
+    prepared.summary = summary
+
+
+def _per_class(ref_cls: np.ndarray, aami: np.ndarray, match) -> dict[str, dict[str, Any]]:
+    # Per-class figures over matched beats, as EC57 reports classification: a class's
+    # sensitivity counts its reference beats the model labelled so, its +P the model's
+    # labels of that class the reference confirms.
+    truth = ref_cls[match.ref_index]
+    pred = aami[match.test_index]
+    out = {}
+    for c in AAMI_CLASSES:
+        tp = int(np.sum((truth == c) & (pred == c)))
+        n_ref = int(np.sum(truth == c))
+        n_pred = int(np.sum(pred == c))
+        out[c] = {
+            "tp": tp, "n_ref": n_ref, "n_pred": n_pred,
+            "sensitivity": tp / n_ref if n_ref else None,
+            "ppv": tp / n_pred if n_pred else None,
+        }
+    return out
+
+
+_extras_lock = threading.Lock()
+
+
+def beat_model_inputs(prepared: PreparedRecord):
+    """The classifiers' inputs for every beat of the record (ecgcore.beats), kept once built.
+
+    Built from the same conditioned lead at the internal rate and the same R peaks as the
+    analysis, so an explanation explains exactly what was classified.
+    """
+    with _extras_lock:
+        found = prepared.extras.get("beat_inputs")
+    if found is not None:
+        return found
+    from ecgcore.analysis import prepare_lead
+    from ecgcore.beats import beat_inputs
+    from ecgcore.signal import INTERNAL_FS, to_internal_index
+
+    x360, _ = prepare_lead(prepared.recording, prepared.analysis.lead_used)
+    rpeaks360 = np.asarray(
+        to_internal_index(prepared.analysis.rpeaks, prepared.fs), dtype=np.int64
+    )
+    inputs = beat_inputs(x360, rpeaks360, INTERNAL_FS)
+    with _extras_lock:
+        prepared.extras["beat_inputs"] = inputs
+    return inputs
+
+
+def explanation(prepared: PreparedRecord, index: int, model: str) -> dict[str, Any]:
+    """SHAP attributions of one beat for one model (ecgcore.explain), kept once computed."""
+    key = f"explain:{model}:{index}"
+    with _extras_lock:
+        found = prepared.extras.get(key)
+    if found is not None:
+        return found
+    try:
+        from ecgcore.explain import explain_beat
+        from ecgcore.inference import load_classifiers
+    except ImportError as error:
+        raise NotAvailableError(f"explanations are not available yet ({error})") from None
+    result = explain_beat(load_classifiers(), beat_model_inputs(prepared), int(index), model)
+    with _extras_lock:
+        # A few explanations per record are plenty to keep.
+        kept = [k for k in prepared.extras if k.startswith("explain:")]
+        for old in kept[: max(0, len(kept) - 16)]:
+            prepared.extras.pop(old, None)
+        prepared.extras[key] = result
+    return result

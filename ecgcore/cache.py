@@ -1,0 +1,230 @@
+"""A disk cache of analyses and small tables, keyed by content and software version.
+
+An analysis of a 30-minute record takes seconds (delineation dominates); the second visit
+to a record must be instant, across restarts. Entries are plain files (``.npz`` for the
+per-beat arrays, ``.json`` for the rest) -- never pickle, so a cache folder can be shared
+or inspected without trusting it to run code.
+
+The key of an analysis is a hash of the samples, the rate, the lead, whether the models
+ran, and :func:`software_version` (the package version plus a digest of ecgcore's code
+and model files): any change to the code or the weights invalidates every entry.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+import threading
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ecgcore import __version__
+from ecgcore.analysis import Analysis
+from ecgcore.recording import Recording
+
+CACHE_ENV = "ECG_CACHE_DIR"
+"""Environment variable naming the cache folder (default: ``.cache/`` at the repo root)."""
+
+_PACKAGE_DIR = Path(__file__).resolve().parent
+_version_lock = threading.Lock()
+_version: str | None = None
+
+
+def cache_dir() -> Path:
+    """The cache folder: ``$ECG_CACHE_DIR``, else ``.cache/ecg`` next to the package."""
+    env = os.environ.get(CACHE_ENV)
+    root = Path(env) if env else _PACKAGE_DIR.parent / ".cache" / "ecg"
+    return root
+
+
+def software_version() -> str:
+    """The package version plus a digest of every ecgcore source and model file.
+
+    Computed once per process: hashing the files takes a few milliseconds.
+    """
+    global _version
+    with _version_lock:
+        if _version is None:
+            digest = hashlib.sha256()
+            files = sorted(_PACKAGE_DIR.glob("*.py")) + sorted(
+                p for p in (_PACKAGE_DIR / "models").glob("*") if p.is_file()
+            )
+            for path in files:
+                digest.update(path.name.encode())
+                digest.update(path.read_bytes())
+            _version = f"{__version__}+{digest.hexdigest()[:16]}"
+        return _version
+
+
+def recording_digest(recording: Recording) -> str:
+    """A hash of what an analysis depends on in a recording: samples, rate and leads."""
+    digest = hashlib.sha256()
+    signal = np.ascontiguousarray(recording.signal, dtype=np.float64)
+    digest.update(str(signal.shape).encode())
+    digest.update(signal.tobytes())
+    digest.update(repr(float(recording.fs)).encode())
+    digest.update("\x1f".join(recording.leads).encode())
+    return digest.hexdigest()
+
+
+def analysis_key(
+    recording: Recording, lead: str | int | None = None, *, classify: bool = True
+) -> str:
+    """The cache key of ``analyze(recording, lead, classify=classify)``."""
+    lead_index = recording.lead_index(lead)
+    text = "|".join(
+        [recording_digest(recording), str(lead_index), str(bool(classify)), software_version()]
+    )
+    return hashlib.sha256(text.encode()).hexdigest()[:32]
+
+
+def _write_atomic(path: Path, data: bytes) -> None:
+    # Write then rename, so a reader never sees half a file and two writers never mix.
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=path.suffix)
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def save_analysis(key: str, analysis: Analysis, folder: Path | None = None) -> None:
+    """Store an analysis under ``key`` (an ``.npz`` of arrays and a ``.json`` of the rest)."""
+    import io
+
+    folder = Path(folder) if folder is not None else cache_dir() / "analyses"
+    arrays: dict[str, np.ndarray] = {"rpeaks": np.asarray(analysis.rpeaks, dtype=np.int64)}
+    for name, values in analysis.points.items():
+        arrays[f"point__{name}"] = np.asarray(values, dtype=np.float64)
+    if analysis.binary_p_abnormal is not None:
+        arrays["binary_p_abnormal"] = np.asarray(analysis.binary_p_abnormal, dtype=np.float32)
+    if analysis.aami_probs is not None:
+        arrays["aami_probs"] = np.asarray(analysis.aami_probs, dtype=np.float32)
+    buffer = io.BytesIO()
+    np.savez_compressed(buffer, **arrays)
+    meta = {
+        "source": analysis.source,
+        "fs": analysis.fs,
+        "n_samples": analysis.n_samples,
+        "leads": list(analysis.leads),
+        "lead_used": analysis.lead_used,
+        "rhythm": _jsonable(analysis.rhythm),
+        "rhythm_summary": _jsonable(analysis.rhythm_summary),
+        "hrv": _jsonable(analysis.hrv),
+        "timing_s": {k: float(v) for k, v in analysis.timing_s.items()},
+        "warnings": list(analysis.warnings),
+        "software_version": software_version(),
+    }
+    # The arrays first: a .json without its .npz is never read as an entry.
+    _write_atomic(folder / f"{key}.npz", buffer.getvalue())
+    _write_atomic(folder / f"{key}.json", json.dumps(meta).encode())
+
+
+def load_analysis(key: str, folder: Path | None = None) -> Analysis | None:
+    """The analysis stored under ``key``, or None when absent or unreadable."""
+    folder = Path(folder) if folder is not None else cache_dir() / "analyses"
+    meta_path, array_path = folder / f"{key}.json", folder / f"{key}.npz"
+    try:
+        meta = json.loads(meta_path.read_text())
+        with np.load(array_path, allow_pickle=False) as data:
+            arrays = {name: data[name] for name in data.files}
+    except (OSError, ValueError, KeyError):
+        return None
+    points = {
+        name.removeprefix("point__"): values
+        for name, values in arrays.items()
+        if name.startswith("point__")
+    }
+    return Analysis(
+        source=meta["source"],
+        fs=float(meta["fs"]),
+        n_samples=int(meta["n_samples"]),
+        leads=list(meta["leads"]),
+        lead_used=meta["lead_used"],
+        rpeaks=arrays["rpeaks"].astype(np.int64),
+        points=points,
+        binary_p_abnormal=arrays.get("binary_p_abnormal"),
+        aami_probs=arrays.get("aami_probs"),
+        rhythm=list(meta.get("rhythm", [])),
+        rhythm_summary=dict(meta.get("rhythm_summary", {})),
+        hrv=dict(meta.get("hrv", {})),
+        timing_s=dict(meta.get("timing_s", {})),
+        warnings=list(meta.get("warnings", [])),
+    )
+
+
+_compute_locks: dict[str, threading.Lock] = {}
+_compute_locks_guard = threading.Lock()
+
+
+def cached_analyze(
+    recording: Recording,
+    lead: str | int | None = None,
+    *,
+    classify: bool = True,
+    folder: Path | None = None,
+) -> tuple[Analysis, bool]:
+    """``analyze()`` through the disk cache.
+
+    Two threads asking for the same analysis at once compute it once: the second waits
+    for the first and then reads its entry.
+
+    Returns
+    -------
+    analysis : Analysis
+    hit : bool
+        True when it came from the cache.
+    """
+    from ecgcore.analysis import analyze
+
+    key = analysis_key(recording, lead, classify=classify)
+    found = load_analysis(key, folder)
+    if found is not None:
+        return found, True
+    with _compute_locks_guard:
+        lock = _compute_locks.setdefault(key, threading.Lock())
+    with lock:
+        found = load_analysis(key, folder)
+        if found is not None:
+            return found, True
+        analysis = analyze(recording, lead, classify=classify)
+        save_analysis(key, analysis, folder)
+    with _compute_locks_guard:
+        _compute_locks.pop(key, None)
+    return analysis, False
+
+
+def load_json(name: str, key: str, folder: Path | None = None) -> Any | None:
+    """A JSON document stored by :func:`save_json` under the same ``key``, else None."""
+    folder = Path(folder) if folder is not None else cache_dir() / "tables"
+    try:
+        document = json.loads((folder / f"{name}.json").read_text())
+    except (OSError, ValueError):
+        return None
+    if not isinstance(document, dict) or document.get("key") != key:
+        return None
+    return document.get("value")
+
+
+def save_json(name: str, key: str, value: Any, folder: Path | None = None) -> None:
+    """Store a JSON-able ``value`` as ``name``, valid while the caller's ``key`` is unchanged."""
+    folder = Path(folder) if folder is not None else cache_dir() / "tables"
+    _write_atomic(folder / f"{name}.json", json.dumps({"key": key, "value": value}).encode())
+
+
+def _jsonable(value: Any) -> Any:
+    # Rhythm episodes may carry numpy integers; JSON wants plain ones.
+    if isinstance(value, dict):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, np.generic):
+        return value.item()
+    return value

@@ -1,0 +1,256 @@
+"""The dashboard in a real browser: pages, record 208, zoom, uploads, explanations."""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+SHARED_DATA = REPO.parent / "shared" / "data"
+MITDB = Path(os.environ.get("ECG_MITDB_DIR", SHARED_DATA / "mitdb"))
+ARDUINO = SHARED_DATA / "arduino"
+
+pytestmark = pytest.mark.browser
+
+WAVE_DRAWN = """() => {
+  const g = document.querySelector('#rec-wave .js-plotly-plot');
+  return !!(g && g._fullData && g._fullData.length && g.layout.meta && g.layout.meta.view
+            && g.querySelectorAll('.scatterlayer .trace').length > 0);
+}"""
+WAVE_STATE = """() => {
+  const g = document.querySelector('#rec-wave .js-plotly-plot');
+  const x = g.calcdata[0].map(c => c.x);
+  const steps = x.slice(1).map((v, i) => v - x[i]).sort((a, b) => a - b);
+  return {names: g._fullData.map(t => t.name), view: g.layout.meta.view,
+          detail: g.layout.meta.detail, n: x.length,
+          median_step: steps.length ? steps[Math.floor(steps.length / 2)] : null,
+          texts: g.querySelectorAll('.textpoint').length,
+          markers: g.querySelectorAll('.scatterlayer .point').length};
+}"""
+
+
+def wait_wave(web, predicate: str = "true") -> dict:
+    """Wait for the waveform to be drawn and ``predicate`` (JS on its state) to hold."""
+    web.page.wait_for_function(WAVE_DRAWN)
+    web.page.wait_for_function(
+        f"() => {{ const s = ({WAVE_STATE})(); return {predicate}; }}"
+    )
+    return web.page.evaluate(WAVE_STATE)
+
+
+@pytest.mark.parametrize(
+    ("path", "ready"),
+    [
+        ("/", "#records-table .dash-cell"),
+        ("/records", "#records-table .dash-cell"),
+        ("/record/100", "#rec-wave .scatterlayer .trace"),
+        ("/upload", "#up-files"),
+        ("/models", "h2"),
+        ("/explain", "#explain-record"),
+    ],
+)
+def test_every_page_loads_without_console_errors(web, path, ready):
+    web.goto(path)
+    web.page.wait_for_selector(ready)
+    web.page.wait_for_load_state("networkidle")
+    web.shot("page" + (path.replace("/", "-") if path != "/" else "-root"))
+    web.check_clean()
+
+
+def test_records_page_lists_all_48_and_opens_a_record(web):
+    web.goto("/records")
+    web.page.wait_for_selector("#records-table .dash-cell")
+    text = web.page.inner_text("#records-table")
+    assert "48 record(s)" in web.page.inner_text("body")
+    assert "ventricular trigeminy" in text and "Digoxin" in text
+    web.page.click("#records-table a[href='/record/208']")
+    web.page.wait_for_url(re.compile(r".*/record/208$"))
+    wait_wave(web)
+    web.check_clean()
+
+
+def test_record_208_shows_waveform_markers_and_labels(web):
+    web.goto("/record/208")
+    state = wait_wave(web, "s.texts > 20")
+    names = set(state["names"])
+    assert "MLII" in names
+    assert {"P waves", "QRS waves", "T waves", "R peaks", "reference"} <= names
+    assert state["detail"] and state["markers"] > 50
+    # The summary has the reference counts of 208 and per-record detection figures.
+    summary = web.page.inner_text("#rec-summary")
+    assert "992" in summary and "sensitivity" in summary
+    # A beat table row moves the view there.
+    web.page.wait_for_selector("#rec-beats td")
+    web.page.click("#rec-beats-next")
+    web.page.wait_for_function(
+        "() => document.querySelector('#rec-beats-page-label').textContent.includes('page 2')")
+    web.page.click("#rec-beats-next")
+    web.page.wait_for_function(
+        "() => document.querySelector('#rec-beats-page-label').textContent.includes('page 3')")
+    assert web.page.inner_text("#rec-beats tbody tr:nth-child(3) td:nth-child(1)") == "26"
+    web.page.click("#rec-beats tbody tr:nth-child(3) td:nth-child(2)")
+    moved = wait_wave(web, "s.view[0] > 5")
+    assert moved["detail"]
+    # The clicked beat is selected, with a link to explain it.
+    web.page.wait_for_selector("#rec-explain-a")
+    assert web.page.get_attribute("#rec-explain-a", "href").startswith("/explain?record=208")
+    web.shot("record-208")
+    web.check_clean()
+
+
+def drag_zoom(web, start: float, width: float) -> None:
+    """Drag a zoom box over the waveform, from ``start`` for ``width`` (plot fractions)."""
+    box = web.page.locator("#rec-wave .nsewdrag").first.bounding_box()
+    y = box["y"] + box["height"] / 2
+    x0 = box["x"] + box["width"] * start
+    web.page.mouse.move(x0, y)
+    web.page.mouse.down()
+    web.page.mouse.move(x0 + box["width"] * width, y, steps=8)
+    web.page.mouse.up()
+
+
+def test_zooming_in_brings_finer_detail(web):
+    web.goto("/record/208")
+    wait_wave(web)
+    web.page.click("#rec-whole")
+    whole = wait_wave(web, "s.view[1] - s.view[0] > 1000")
+    assert not whole["detail"]
+    # About 3,000 points for 650,000 samples: each point stands for many samples.
+    assert whole["n"] <= 3100 and whole["median_step"] > 0.1
+    # Plotly ignores zoom boxes under 20 px: zoom in twice, as a user would.
+    drag_zoom(web, 0.40, 0.02)
+    wait_wave(web, "s.view[1] - s.view[0] < 60")
+    drag_zoom(web, 0.40, 0.20)
+    zoomed = wait_wave(web, "s.view[1] - s.view[0] < 12")
+    assert zoomed["detail"]
+    # Every sample of the visible range is now drawn (1/360 s apart).
+    assert zoomed["median_step"] == pytest.approx(1 / 360, rel=1e-6)
+    assert zoomed["view"][0] > 600
+    assert "P waves" in zoomed["names"]
+    web.shot("record-208-zoomed")
+    web.check_clean()
+
+
+def test_navigation_buttons_move_the_view(web):
+    web.goto("/record/201")
+    first = wait_wave(web)
+    web.page.click("#rec-next-rhythm")
+    moved = wait_wave(web, f"s.view[0] != {first['view'][0]}")
+    assert moved["view"][0] > first["view"][0]
+    assert re.search(r"at \d:\d\d:\d\d", web.page.inner_text("#rec-nav-msg"))
+    web.check_clean()
+
+
+def upload(web, *paths) -> None:
+    web.page.set_input_files("#up-files input[type=file]", [str(p) for p in paths])
+
+
+def test_arduino_upload_asks_for_the_rate_then_shows_the_analysis(web):
+    web.goto("/upload")
+    upload(web, ARDUINO / "ECG_exp_pac_1.TXT")
+    web.page.wait_for_selector("#up-ask-rate")
+    assert web.page.is_visible("#up-rate")
+    web.shot("upload-asks-rate")
+    web.page.fill("#up-rate", "54")
+    web.page.click("#up-rate-go")
+    web.page.wait_for_selector("#up-understood")
+    understood = web.page.inner_text("#up-understood")
+    assert "54 Hz" in understood and "as you gave it" in understood
+    web.page.click("#up-open")
+    web.page.wait_for_url(re.compile(r".*/record/upload-"))
+    state = wait_wave(web)
+    assert state["n"] > 100
+    assert "54 Hz" in web.page.inner_text("#rec-info")
+    web.shot("upload-analysis")
+    web.check_clean()
+
+
+def test_wfdb_set_upload_keeps_its_reference_and_is_private(web, new_web):
+    web.goto("/upload")
+    upload(web, MITDB / "100.hea", MITDB / "100.dat", MITDB / "100.atr")
+    web.page.wait_for_selector("#up-understood")
+    assert "360 Hz" in web.page.inner_text("#up-understood")
+    web.page.click("#up-open")
+    web.page.wait_for_url(re.compile(r".*/record/upload-"))
+    wait_wave(web)
+    assert "sensitivity" in web.page.inner_text("#rec-summary")
+    url = web.page.url
+    web.check_clean()
+    # Another browser session cannot open this upload, even knowing its address.
+    other = new_web()
+    other.page.goto(url)
+    other.page.wait_for_selector("#rec-alerts .alert")
+    assert "not available in this browser session" in other.page.inner_text("#rec-alerts")
+    other.check_clean()
+
+
+def test_malformed_upload_gives_a_clear_message_and_the_app_keeps_working(web, tmp_path):
+    bad = tmp_path / "notes.csv"
+    bad.write_text("patient;comment\nalice;fine\nbob;tired\n")
+    web.goto("/upload")
+    upload(web, bad)
+    web.page.wait_for_selector("#up-error")
+    message = web.page.inner_text("#up-error")
+    assert "cannot be read" in message and len(message) > 30
+    web.shot("upload-malformed")
+    # The page and the app still work: a good file right after is understood.
+    upload(web, ARDUINO / "ECG_exp_sim_1.TXT")
+    web.page.wait_for_selector("#up-ask-rate")
+    web.goto("/records")
+    web.page.wait_for_selector("#records-table .dash-cell")
+    web.check_clean()
+
+
+def test_an_upload_above_the_limit_is_refused_with_a_message(web, tmp_path):
+    from dashboard.config import Config
+
+    limit = Config().max_upload_bytes
+    big = tmp_path / "big.txt"
+    with big.open("wb") as handle:
+        handle.write(b"512 " * (limit // 4 + 1024))
+    web.goto("/upload")
+    upload(web, big)
+    web.page.wait_for_selector("#up-error")
+    assert "too large" in web.page.inner_text("#up-error")
+    web.check_clean()
+
+
+def _models_present() -> bool:
+    folder = REPO / "ecgcore" / "models"
+    return (folder / "aami.keras").is_file() and (folder / "binary.keras").is_file()
+
+
+def _first_v_beat() -> int:
+    from ecgcore.cache import cached_analyze
+    from ecgcore.io import read
+
+    analysis, _ = cached_analyze(read(str(MITDB / "208")), classify=True)
+    labels = analysis.aami_labels
+    return int(np.flatnonzero(labels == "V")[0])
+
+
+@pytest.mark.skipif(not _models_present(), reason="ecgcore/models/ has no trained models yet")
+def test_explaining_a_v_beat_draws_attributions(web):
+    index = _first_v_beat()
+    # Reachable from the record view: the beat table's explain links.
+    web.goto("/record/208")
+    wait_wave(web)
+    web.page.wait_for_selector("#rec-beats a[href*='/explain?record=208']")
+    web.goto(f"/explain?record=208&beat={index}")
+    web.page.wait_for_selector("#explain-wave-aami .js-plotly-plot", timeout=180_000)
+    web.page.wait_for_selector("#explain-rr-binary .js-plotly-plot", timeout=180_000)
+    bars = web.page.evaluate("""() => {
+      const g = document.querySelector('#explain-wave-aami .js-plotly-plot');
+      const y = Array.from(g._fullData[0].y);
+      return {n: y.length, nonzero: y.filter(v => Math.abs(v) > 1e-6).length,
+              title: g.layout.title.text};
+    }""")
+    assert bars["n"] > 100 and bars["nonzero"] > 10
+    assert "towards V" in bars["title"]
+    assert "V" in web.page.inner_text("#explain-probs")
+    web.shot("explain-v-beat")
+    web.check_clean()
