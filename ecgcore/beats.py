@@ -1,0 +1,304 @@
+"""Beat segmentation and RR features for the classifiers.
+
+The one place where a beat becomes model input, so training (``training/``) and serving
+(``ecgcore.inference``) can never differ. The front door is :func:`beat_inputs`: give it
+the conditioned lead at :data:`INTERNAL_FS` and any R positions (reference annotations or
+the detector's), and it returns exactly what the models were trained on.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from scipy import signal as sps
+
+from ecgcore.signal import INTERNAL_FS
+
+WINDOW_BEFORE = 90
+"""Samples before the R peak in a beat window, at :data:`INTERNAL_FS` (250 ms)."""
+WINDOW_AFTER = 144
+"""Samples after the R peak in a beat window, at :data:`INTERNAL_FS` (400 ms)."""
+WINDOW_LENGTH = WINDOW_BEFORE + WINDOW_AFTER
+
+WAVEFORM_CHANNELS = ("beat", "beat_minus_template")
+"""Channels of :attr:`BeatInputs.waveforms`: the normalised beat, and the same beat minus
+the recording's median beat (the patient's own usual beat), so a model can see how a beat
+differs from this patient's norm rather than from the training patients'."""
+
+RR_FEATURE_NAMES = (
+    "rr_pre_s",
+    "rr_post_s",
+    "rr_local_s",
+    "rr_pre_over_local",
+    "rr_post_over_local",
+    "rr_pre_over_post",
+    "rr_pre_over_record",
+    "rr_post_over_record",
+    "rr_local_over_record",
+    "rr_pre_over_local_median",
+    "rr_pre_over_sinus",
+    "rr_post_over_sinus",
+    "rr_irregularity",
+)
+"""Names of the columns :func:`beat_rr_features` returns, in order."""
+
+LOCAL_RR_BEATS = 10
+"""Intervals around a beat averaged into ``rr_local_s``."""
+LOCAL_MEDIAN_BEATS = 40
+"""Intervals around a beat whose median gives the robust local rhythm."""
+SINUS_BEATS = 100
+"""Intervals around a beat whose upper quantile estimates the underlying sinus cycle."""
+IRREGULARITY_BEATS = 20
+"""Intervals around a beat over which the rhythm's irregularity is measured."""
+SINUS_QUANTILE = 80.0
+"""With frequent ectopic beats (record 232: more S than N beats) the median interval is
+the ectopic one; the longer intervals still belong to the sinus rhythm."""
+ALIGN_HALF_WIDTH_S = 0.060
+""":func:`align_rpeaks` searches this far either side of a given R position."""
+RATIO_CLIP = (0.1, 5.0)
+
+
+@dataclass(frozen=True)
+class BeatInputs:
+    """Model inputs for the beats of one recording.
+
+    Attributes
+    ----------
+    waveforms : np.ndarray
+        ``(n_beats, WINDOW_LENGTH, len(WAVEFORM_CHANNELS))`` float32.
+    rr_features : np.ndarray
+        ``(n_beats, len(RR_FEATURE_NAMES))`` float32.
+    rpeaks_aligned : np.ndarray
+        The R positions actually used (int64, at :data:`INTERNAL_FS`), after
+        :func:`align_rpeaks`; one per input position, same order.
+    """
+
+    waveforms: np.ndarray
+    rr_features: np.ndarray
+    rpeaks_aligned: np.ndarray
+
+    def __len__(self) -> int:
+        return int(self.rr_features.shape[0])
+
+    def subset(self, index: np.ndarray | slice) -> BeatInputs:
+        """The inputs of some beats only (RR features stay those computed in context)."""
+        return BeatInputs(
+            self.waveforms[index], self.rr_features[index], self.rpeaks_aligned[index]
+        )
+
+
+def _qrs_energy(x: np.ndarray, fs: float) -> np.ndarray:
+    # A 8-20 Hz band keeps the QRS slopes and drops P/T waves and baseline, so the
+    # extremum of its magnitude is a fiducial point that does not depend on who placed
+    # the R mark (annotator or detector) nor on the QRS polarity.
+    nyquist = fs / 2.0
+    high = min(20.0, 0.45 * fs)
+    sos = sps.butter(2, [8.0 / nyquist, high / nyquist], btype="bandpass", output="sos")
+    if x.size <= 15:
+        return np.abs(x)
+    return np.abs(sps.sosfiltfilt(sos, x, padlen=min(x.size - 1, 3 * int(fs))))
+
+
+def align_rpeaks(
+    x: np.ndarray, positions: np.ndarray, fs: float = INTERNAL_FS
+) -> np.ndarray:
+    """Move each R position to the same fiducial point of its QRS complex.
+
+    Reference annotations and detectors place R marks a few samples apart (onset, peak,
+    steepest slope...). Training on one and serving on the other would shift every
+    window. Each position is moved to the maximum of the smoothed 8-20 Hz band-passed
+    magnitude within :data:`ALIGN_HALF_WIDTH_S` of it.
+
+    Parameters
+    ----------
+    x : np.ndarray
+        The conditioned lead.
+    positions : np.ndarray
+        R positions (sample indices) at ``fs``.
+    fs : float
+        Rate of ``x``.
+
+    Returns
+    -------
+    np.ndarray
+        Aligned positions (int64), same length and order (ties and crossings are kept as
+        they are: the caller's beat list is never reordered or shortened).
+    """
+    x = np.asarray(x, dtype=np.float64)
+    positions = np.asarray(positions, dtype=np.int64)
+    if positions.size == 0 or x.size == 0:
+        return positions.copy()
+    energy = _qrs_energy(x, fs)
+    # A 30 ms moving average gives the centre of the QRS energy, steadier than one peak.
+    width = max(1, int(round(0.030 * fs)))
+    energy = np.convolve(energy, np.ones(width) / width, mode="same")
+    half = max(1, int(round(ALIGN_HALF_WIDTH_S * fs)))
+    padded = np.pad(energy, (half, half), mode="constant", constant_values=-1.0)
+    clipped = np.clip(positions, 0, x.size - 1)
+    offsets = np.arange(-half, half + 1)
+    segments = padded[clipped[:, None] + offsets[None, :] + half]
+    return clipped + offsets[np.argmax(segments, axis=1)]
+
+
+def beat_windows(x: np.ndarray, rpeaks: np.ndarray) -> np.ndarray:
+    """Cut a fixed window around each R peak and normalise it.
+
+    Parameters
+    ----------
+    x : np.ndarray
+        The conditioned lead at :data:`INTERNAL_FS`.
+    rpeaks : np.ndarray
+        R-peak indices at :data:`INTERNAL_FS`.
+
+    Returns
+    -------
+    np.ndarray
+        ``(n_beats, WINDOW_LENGTH)`` float32. Each window has its median removed and is
+        divided by the recording's median beat amplitude, so a ventricular beat twice the
+        size of the patient's own normal beats stays twice the size.
+    """
+    x = np.asarray(x, dtype=np.float64)
+    rpeaks = np.asarray(rpeaks, dtype=np.int64)
+    if rpeaks.size == 0 or x.size == 0:
+        return np.zeros((rpeaks.size, WINDOW_LENGTH), dtype=np.float32)
+    padded = np.pad(x, (WINDOW_BEFORE, WINDOW_AFTER), mode="edge")
+    offsets = np.arange(-WINDOW_BEFORE, WINDOW_AFTER)
+    index = np.clip(rpeaks, 0, x.size - 1)[:, None] + offsets[None, :] + WINDOW_BEFORE
+    windows = padded[index]
+    windows = windows - np.median(windows, axis=1, keepdims=True)
+    amplitude = np.ptp(windows, axis=1)
+    scale = float(np.median(amplitude)) if amplitude.size else 1.0
+    if not np.isfinite(scale) or scale <= 1e-9:
+        scale = 1.0
+    return (windows / scale).astype(np.float32)
+
+
+def beat_template(windows: np.ndarray) -> np.ndarray:
+    """The recording's usual beat: the sample-wise median of its beat windows.
+
+    Most beats of most recordings are the patient's normal beats, so the median is their
+    shape even with many ectopic beats (it needs only a majority).
+    """
+    if windows.shape[0] == 0:
+        return np.zeros(windows.shape[1:], dtype=np.float32)
+    return np.median(windows, axis=0).astype(np.float32)
+
+
+def _window_stat(values: np.ndarray, half: int, stat: str | float) -> np.ndarray:
+    """Mean, median or a percentile (``stat`` a number) of ``values[i-half:i+half]``."""
+    n = values.size
+    out = np.empty(n, dtype=np.float64)
+    if stat == "mean":
+        cumulative = np.concatenate([[0.0], np.cumsum(values)])
+    for i in range(n):
+        lo, hi = max(0, i - half), min(n, i + half)
+        if hi <= lo:
+            lo, hi = max(0, n - 1), n
+        if stat == "mean":
+            out[i] = (cumulative[hi] - cumulative[lo]) / (hi - lo)
+        elif stat == "median":
+            out[i] = np.median(values[lo:hi])
+        else:
+            out[i] = np.percentile(values[lo:hi], float(stat))
+    return out
+
+
+def beat_rr_features(rpeaks: np.ndarray, fs: float = INTERNAL_FS) -> np.ndarray:
+    """RR features of each beat, relative to the patient's own rhythm.
+
+    Parameters
+    ----------
+    rpeaks : np.ndarray
+        R-peak indices (any rate), ascending.
+    fs : float
+        The rate of those indices.
+
+    Returns
+    -------
+    np.ndarray
+        ``(n_beats, len(RR_FEATURE_NAMES))`` float32: previous RR, next RR and the local
+        mean RR (the ``LOCAL_RR_BEATS`` intervals around the beat) in seconds; their
+        ratios; the previous, next and local RR over the recording's median RR; and the
+        previous RR over the median of the ``LOCAL_MEDIAN_BEATS`` intervals around the
+        beat (a premature beat is short against its neighbours even in a fast rhythm);
+        the previous and next RR over the estimated sinus cycle (the ``SINUS_QUANTILE``
+        percentile of the ``SINUS_BEATS`` intervals around the beat); and the rhythm's
+        irregularity (median successive difference over median interval, over the
+        ``IRREGULARITY_BEATS`` intervals around the beat).
+        At the ends, a missing interval is taken as the local mean. Ratios are clipped to
+        ``RATIO_CLIP``.
+    """
+    rpeaks = np.asarray(rpeaks, dtype=np.float64)
+    n = rpeaks.size
+    out = np.ones((n, len(RR_FEATURE_NAMES)), dtype=np.float32)
+    if n < 2:
+        return out
+    rr = np.diff(rpeaks) / fs
+    rr = np.maximum(rr, 1.0 / fs)
+    local_intervals = _window_stat(rr, LOCAL_RR_BEATS // 2, "mean")
+    median_intervals = _window_stat(rr, LOCAL_MEDIAN_BEATS // 2, "median")
+    # Beat i sits between interval i-1 (before) and interval i (after).
+    before = np.concatenate([[np.nan], rr])
+    after = np.concatenate([rr, [np.nan]])
+    local = np.concatenate([local_intervals[:1], local_intervals])
+    local = 0.5 * (local + np.concatenate([local_intervals, local_intervals[-1:]]))
+    median_local = np.concatenate([median_intervals[:1], median_intervals])
+    sinus_intervals = _window_stat(rr, SINUS_BEATS // 2, SINUS_QUANTILE)
+    sinus = np.concatenate([sinus_intervals[:1], sinus_intervals])
+    # In atrial fibrillation every interval is "premature" against the sinus estimate;
+    # the median successive difference over the median interval tells the model so.
+    successive = np.abs(np.diff(rr, prepend=rr[0]))
+    irregular = _window_stat(successive, IRREGULARITY_BEATS // 2, "median") / np.maximum(
+        _window_stat(rr, IRREGULARITY_BEATS // 2, "median"), 1e-3
+    )
+    irregular = np.concatenate([irregular[:1], irregular])
+    pre = np.where(np.isnan(before), local, before)
+    post = np.where(np.isnan(after), local, after)
+    record = float(np.median(rr))
+    lo, hi = RATIO_CLIP
+    out[:, 0] = pre
+    out[:, 1] = post
+    out[:, 2] = local
+    out[:, 3] = np.clip(pre / local, lo, hi)
+    out[:, 4] = np.clip(post / local, lo, hi)
+    out[:, 5] = np.clip(pre / post, lo, hi)
+    out[:, 6] = np.clip(pre / record, lo, hi)
+    out[:, 7] = np.clip(post / record, lo, hi)
+    out[:, 8] = np.clip(local / record, lo, hi)
+    out[:, 9] = np.clip(pre / median_local, lo, hi)
+    out[:, 10] = np.clip(pre / sinus, lo, hi)
+    out[:, 11] = np.clip(post / sinus, lo, hi)
+    out[:, 12] = np.clip(irregular, 0.0, 2.0)
+    out[:, :3] = np.clip(out[:, :3], 0.0, 5.0)
+    return out
+
+
+def beat_inputs(x: np.ndarray, rpeaks: np.ndarray, fs: float = INTERNAL_FS) -> BeatInputs:
+    """Turn a conditioned lead and its R positions into the classifiers' inputs.
+
+    Parameters
+    ----------
+    x : np.ndarray
+        One lead conditioned by :func:`ecgcore.signal.ecg_condition`, at
+        :data:`INTERNAL_FS` (resample first if the recording is at another rate).
+    rpeaks : np.ndarray
+        R positions at :data:`INTERNAL_FS`, ascending: reference annotations or detections.
+    fs : float
+        Must be :data:`INTERNAL_FS`; present so a wrong rate fails loudly.
+
+    Returns
+    -------
+    BeatInputs
+        One row per given position, same order.
+    """
+    if abs(float(fs) - INTERNAL_FS) > 1e-6:
+        raise ValueError(f"beat_inputs needs the lead at {INTERNAL_FS:g} Hz, got {fs:g} Hz")
+    x = np.asarray(x, dtype=np.float64)
+    rpeaks = np.asarray(rpeaks, dtype=np.int64)
+    aligned = align_rpeaks(x, rpeaks, fs)
+    windows = beat_windows(x, aligned)
+    template = beat_template(windows)
+    waveforms = np.stack([windows, windows - template[None, :]], axis=-1).astype(np.float32)
+    rr = beat_rr_features(aligned, fs)
+    return BeatInputs(waveforms, rr, aligned)

@@ -1,0 +1,89 @@
+"""Dataset builder, patient folds, figures, and a whole `ecg train --quick` run."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+
+from ecgcore.beats import beat_inputs
+from training.dataset import DS1, DS2, PACED, build_dataset, load_record_beats, patient_folds
+from training.evaluate import aami_figures, binary_figures, figures_from_confusion
+
+
+def test_ds1_class_counts_match_the_literature(mitdb):
+    # de Chazal et al. 2004, table of DS1 beats: N 45866, S 944, V 3788, F 415, Q 8.
+    beats = build_dataset(mitdb, DS1)
+    assert np.bincount(beats.labels, minlength=5).tolist() == [45866, 944, 3788, 415, 8]
+    assert not set(PACED) & set(beats.record.tolist())
+    assert not set(DS1) & set(DS2)
+
+
+def test_patient_folds_partition_ds1_by_record(mitdb):
+    beats = build_dataset(mitdb, DS1)
+    folds = patient_folds(beats, 4)
+    flat = [r for f in folds for r in f]
+    assert sorted(flat) == sorted(DS1) and len(flat) == len(set(flat))
+    # Every fold can validate S and V.
+    for f in folds:
+        counts = np.bincount(beats.of_records(f).labels, minlength=5)
+        assert counts[1] > 50 and counts[2] > 100
+
+
+def test_training_inputs_are_the_serving_inputs(mitdb):
+    record = load_record_beats(mitdb, "119")
+    served = beat_inputs(record["x"].astype(np.float64), record["reference"])
+    np.testing.assert_array_equal(served.waveforms, record["waveforms"])
+    np.testing.assert_array_equal(served.rr_features, record["rr"])
+
+
+def test_figures_from_a_known_matrix():
+    m = np.array([[90, 5, 5, 0, 0], [10, 20, 0, 0, 0], [0, 0, 30, 0, 0],
+                  [0, 0, 0, 0, 0], [0, 0, 0, 0, 0]])
+    fig = figures_from_confusion(m, ("N", "S", "V", "F", "Q"))
+    assert fig["accuracy"] == (90 + 20 + 30) / 160
+    s = fig["per_class"]["S"]
+    assert s["sensitivity"] == 20 / 30 and s["ppv"] == 20 / 25
+    assert fig["per_class"]["F"]["sensitivity"] is None  # no F beat: undefined, not 0
+    true = np.array([0, 1, 2, 2])
+    probs = np.eye(5)[[0, 0, 2, 1]]
+    assert aami_figures(true, probs)["confusion"][2] == [0, 1, 1, 0, 0]
+    b = binary_figures(np.array([0, 1, 1, 0]), np.array([0.1, 0.9, 0.2, 0.7]))
+    assert b["abnormal_sensitivity"] == 0.5 and b["specificity"] == 0.5
+
+
+def test_quick_training_run_end_to_end(mitdb, tmp_path, capsys):
+    """`ecg train --quick` builds, saves, evaluates and writes cards; evaluate agrees."""
+    from ecgcore.inference import load_classifiers
+    from training.commands import evaluate_main, train_main
+
+    out = tmp_path / "models"
+    assert train_main(["--quick", "--data", str(mitdb), "--out", str(out)]) == 0
+    for name in ("binary", "aami"):
+        assert (out / f"{name}.keras").is_file()
+        card = json.loads((out / f"{name}.json").read_text())
+        assert card["quick_build"] is True
+        assert card["architecture"]["parameters"] > 1000
+        assert set(card["figures"]) >= {"reference", "end_to_end", "intra_patient"}
+        assert (out / f"{name}.md").read_text().startswith(f"# Model card: {name}")
+        history = json.loads((out / f"{name}_history.json").read_text())
+        assert len(history["members"][0]) == 1  # one epoch
+    classifiers = load_classifiers(out)
+    assert classifiers.aami.n_classes == 5
+    report = tmp_path / "evaluation.json"
+    assert evaluate_main(["--quick", "--data", str(mitdb), "--models", str(out),
+                          "--json", str(report)]) == 0
+    evaluation = json.loads(report.read_text())
+    assert evaluation["matches_cards"], evaluation["card_differences"]
+    e2e = evaluation["end_to_end"]["aami"]
+    # Missed and extra beats are counted, never dropped: every reference beat is there.
+    reference = evaluation["reference"]["aami"]["n_beats"]
+    assert sum(map(sum, e2e["confusion_with_missed_extra"][:5])) == reference
+    assert "cards reproduced exactly" in capsys.readouterr().out
+
+
+def test_missing_data_dir_is_a_clear_error(tmp_path, capsys):
+    from training.commands import train_main
+
+    assert train_main(["--quick", "--data", str(tmp_path), "--out", str(tmp_path / "m")]) == 1
+    assert "no MIT-BIH" in capsys.readouterr().err

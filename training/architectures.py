@@ -1,0 +1,101 @@
+"""Keras 3 architectures of the two beat classifiers (JAX backend)."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+from ecgcore.inference import keras  # sets KERAS_BACKEND=jax in one place
+
+
+@dataclass(frozen=True)
+class ArchConfig:
+    """Settings of one classifier network.
+
+    Attributes
+    ----------
+    channels : int
+        Waveform channels used (1: the beat; 2: the beat and the beat minus the
+        recording's median beat, see ``ecgcore.beats.WAVEFORM_CHANNELS``).
+    filters : tuple of int
+        Filters of each residual stage (each stage halves the time axis).
+    kernel : int
+        Kernel size of the residual convolutions.
+    dropout : float
+        Dropout before the dense head.
+    rr_units : int
+        Width of the RR-feature branch (0: no RR features).
+    dense : int
+        Width of the joint dense layer.
+    """
+
+    channels: int = 2
+    filters: tuple[int, ...] = (16, 32, 32)
+    kernel: int = 5
+    dropout: float = 0.3
+    rr_units: int = 16
+    dense: int = 32
+
+    def to_dict(self) -> dict:
+        """Plain-dict form (for cards and JSON)."""
+        d = asdict(self)
+        d["filters"] = list(self.filters)
+        return d
+
+
+def _residual_stage(x, filters: int, kernel: int, name: str):
+    layers = keras.layers
+    shortcut = layers.Conv1D(filters, 1, padding="same", name=f"{name}_proj")(x)
+    y = layers.Conv1D(filters, kernel, padding="same", use_bias=False, name=f"{name}_c1")(x)
+    y = layers.BatchNormalization(name=f"{name}_bn1")(y)
+    y = layers.Activation("relu", name=f"{name}_r1")(y)
+    y = layers.Conv1D(filters, kernel, padding="same", use_bias=False, name=f"{name}_c2")(y)
+    y = layers.BatchNormalization(name=f"{name}_bn2")(y)
+    y = layers.Add(name=f"{name}_add")([y, shortcut])
+    y = layers.Activation("relu", name=f"{name}_r2")(y)
+    return layers.MaxPooling1D(2, name=f"{name}_pool")(y)
+
+
+def build_classifier(
+    n_classes: int, window: int, n_rr: int, config: ArchConfig, name: str = "classifier"
+):
+    """One residual 1-D CNN over the beat plus a dense branch over the RR features.
+
+    Inputs: ``waveform`` (window, config.channels) and ``rr`` (n_rr,). Output: softmax
+    over ``n_classes``.
+    """
+    layers = keras.layers
+    wave_in = keras.Input((window, config.channels), name="waveform")
+    rr_in = keras.Input((n_rr,), name="rr")
+    x = layers.Conv1D(config.filters[0], 7, strides=2, padding="same", use_bias=False,
+                      name="stem")(wave_in)
+    x = layers.BatchNormalization(name="stem_bn")(x)
+    x = layers.Activation("relu", name="stem_relu")(x)
+    for i, f in enumerate(config.filters):
+        x = _residual_stage(x, f, config.kernel, name=f"stage{i}")
+    x = layers.Concatenate(name="pools")(
+        [layers.GlobalAveragePooling1D(name="gap")(x), layers.GlobalMaxPooling1D(name="gmp")(x)]
+    )
+    parts = [x]
+    if config.rr_units:
+        r = layers.BatchNormalization(name="rr_bn")(rr_in)
+        r = layers.Dense(config.rr_units, activation="relu", name="rr_dense")(r)
+        parts.append(r)
+    h = layers.Concatenate(name="joint")(parts) if len(parts) > 1 else parts[0]
+    h = layers.Dropout(config.dropout, name="drop")(h)
+    h = layers.Dense(config.dense, activation="relu", name="head")(h)
+    h = layers.Dropout(config.dropout / 2, name="drop2")(h)
+    out = layers.Dense(n_classes, activation="softmax", name="probs")(h)
+    return keras.Model([wave_in, rr_in], out, name=name)
+
+
+def build_ensemble(members: list, name: str):
+    """One model averaging the softmax outputs of trained members (one file, one call)."""
+    first = members[0]
+    wave_in = keras.Input(first.inputs[0].shape[1:], name="waveform")
+    rr_in = keras.Input(first.inputs[1].shape[1:], name="rr")
+    outs = []
+    for i, m in enumerate(members):
+        m.name = f"{name}_member{i}"
+        outs.append(m([wave_in, rr_in]))
+    out = outs[0] if len(outs) == 1 else keras.layers.Average(name="mean")(outs)
+    return keras.Model([wave_in, rr_in], out, name=name)

@@ -1,0 +1,269 @@
+"""``ecg train`` and ``ecg evaluate``."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+from ecgcore.errors import EcgError
+
+QUICK_TRAIN_RECORDS = ("101", "106", "118", "119", "208", "209", "223")
+QUICK_TEST_RECORDS = ("100", "232")
+FULL_SEEDS = (0, 1, 2)
+INTRA_SEEDS = (0,)
+
+
+def _models_dir_default() -> Path:
+    from ecgcore.inference import MODELS_DIR
+
+    return MODELS_DIR
+
+
+def _pct(v) -> str:
+    return "  -  " if v is None else f"{100 * v:5.1f}"
+
+
+def print_figures(title: str, fig: dict, file=sys.stdout) -> None:
+    """One evaluation table and its confusion matrix, as plain text."""
+    print(f"\n{title}", file=file)
+    print(f"  accuracy {_pct(fig['accuracy'])} % over {fig['n_beats']} beats", file=file)
+    print("  class    support   Se %   +P %    F1", file=file)
+    for c in fig["classes"]:
+        pc = fig["per_class"][c]
+        f1 = "  -  " if pc["f1"] is None else f"{pc['f1']:.3f}"
+        print(f"  {c:8s} {pc['support']:7d}  {_pct(pc['sensitivity'])}  {_pct(pc['ppv'])}  {f1}",
+              file=file)
+    if "confusion_with_missed_extra" in fig:
+        rows, cols = fig["confusion_rows"], fig["confusion_columns"]
+        matrix = fig["confusion_with_missed_extra"]
+    else:
+        rows = cols = fig["classes"]
+        matrix = fig["confusion"]
+    print("  confusion (rows reference, columns predicted):", file=file)
+    print("  " + " " * 9 + "".join(f"{c:>9s}" for c in cols), file=file)
+    for r, row in zip(rows, matrix, strict=True):
+        print(f"  {r:9s}" + "".join(f"{v:9d}" for v in row), file=file)
+
+
+def run_evaluation(models_dir: Path, data_dir: Path, *, quick: bool = False,
+                   progress=None) -> dict:
+    """All evaluations of the models in ``models_dir`` (the ``ecg evaluate`` figures)."""
+    from ecgcore.inference import Classifiers, JittedModel, load_classifiers, load_model_file
+    from training.dataset import DS1, DS2
+    from training.evaluate import (
+        detector_available,
+        evaluate_end_to_end,
+        evaluate_intra,
+        evaluate_reference,
+        member_spread,
+    )
+
+    test_records = list(QUICK_TEST_RECORDS if quick else DS2)
+    train_records = list(QUICK_TRAIN_RECORDS if quick else DS1)
+    classifiers = load_classifiers(models_dir)
+    result = {"models_dir": str(models_dir), "quick": quick,
+              "train_records": train_records, "test_records": test_records}
+    result["reference"] = evaluate_reference(classifiers, data_dir, test_records)
+    result["reference_members"] = member_spread(classifiers, data_dir, test_records)
+    if detector_available():
+        result["end_to_end"] = evaluate_end_to_end(classifiers, data_dir, test_records,
+                                                   progress=progress)
+    else:
+        result["end_to_end"] = None
+        result["end_to_end_note"] = "ecgcore.detect.ecg_rpeaks is not available"
+    intra_files = [models_dir / "intra_binary.keras", models_dir / "intra_aami.keras"]
+    if all(f.is_file() for f in intra_files):
+        intra = Classifiers(JittedModel(load_model_file(intra_files[0]), "binary"),
+                            JittedModel(load_model_file(intra_files[1]), "aami"),
+                            {}, models_dir)
+        result["intra_patient"] = evaluate_intra(intra, data_dir, train_records + test_records)
+    else:
+        result["intra_patient"] = None
+    return result
+
+
+def _card_check(models_dir: Path, evaluation: dict) -> list[str]:
+    """Differences between freshly computed figures and those in the cards."""
+    problems = []
+    for name in ("binary", "aami"):
+        card_file = models_dir / f"{name}.json"
+        if not card_file.is_file():
+            problems.append(f"no card {card_file}")
+            continue
+        card = json.loads(card_file.read_text())
+        for way, fig in card.get("figures", {}).items():
+            new = (evaluation.get(way) or {}).get(name)
+            if new is None:
+                problems.append(f"{name}/{way}: not recomputed")
+            elif new["confusion"] != fig["confusion"]:
+                problems.append(f"{name}/{way}: confusion matrix differs from the card")
+    return problems
+
+
+def evaluate_main(argv: list[str]) -> int:
+    """``ecg evaluate``: DS2 figures (reference positions, end to end) and the leaky split."""
+    from training.dataset import check_data_dir
+
+    parser = argparse.ArgumentParser(
+        prog="ecg evaluate",
+        description="Evaluate the beat classifiers on MIT-BIH DS2 (inter-patient): at the "
+                    "reference beat positions and end to end on ecgcore's detected beats; "
+                    "plus the leaky intra-patient split for comparison.",
+    )
+    parser.add_argument("--data", help="MIT-BIH folder (default $ECG_MITDB_DIR or "
+                                       "../shared/data/mitdb)")
+    parser.add_argument("--models", help="folder with binary.keras and aami.keras "
+                                         "(default: the packaged ecgcore/models/)")
+    parser.add_argument("--json", help="write the figures here (default: "
+                                       "<models>/evaluation.json)")
+    parser.add_argument("--quick", action="store_true",
+                        help="evaluate on two records only (for models built with --quick)")
+    args = parser.parse_args(argv)
+    try:
+        data_dir = check_data_dir(args.data)
+        models_dir = Path(args.models) if args.models else _models_dir_default()
+        evaluation = run_evaluation(models_dir, data_dir, quick=args.quick)
+    except EcgError as exc:
+        print(f"ecg evaluate: {exc}", file=sys.stderr)
+        return 1
+    report(evaluation)
+    problems = _card_check(models_dir, evaluation)
+    evaluation["matches_cards"] = not problems
+    evaluation["card_differences"] = problems
+    out = Path(args.json) if args.json else models_dir / "evaluation.json"
+    out.write_text(json.dumps(evaluation, indent=1))
+    print(f"\nfigures written to {out}")
+    print("cards reproduced exactly" if not problems else
+          "DIFFERENT from the cards: " + "; ".join(problems))
+    return 0
+
+
+def report(evaluation: dict) -> None:
+    """Print every table of an evaluation."""
+    from training.cards import WAY_TITLES
+
+    for way in ("reference", "end_to_end", "intra_patient"):
+        result = evaluation.get(way)
+        if not result:
+            if way == "end_to_end":
+                print(f"\n{WAY_TITLES[way]}: not run ({evaluation.get('end_to_end_note')})")
+            continue
+        for name in ("aami", "binary"):
+            print_figures(f"{WAY_TITLES[way]}: {name}", result[name])
+            if name == "binary":
+                b = result[name]
+                print(f"  abnormal Se {_pct(b['abnormal_sensitivity'])} %  specificity "
+                      f"{_pct(b['specificity'])} %  abnormal +P {_pct(b['abnormal_ppv'])} %")
+        if way == "reference" and evaluation.get("reference_members"):
+            for name, rows in evaluation["reference_members"].items():
+                print(f"  {name}: each ensemble member alone on DS2 (spread over seeds):")
+                for k, row in enumerate(rows):
+                    print(f"    member {k}: " + "  ".join(
+                        f"{key} {_pct(v).strip()}" for key, v in row.items()))
+        if way == "end_to_end":
+            d = result["detection"]
+            print(f"  detection: {d['reference_beats']} reference beats, {d['missed']} missed, "
+                  f"{d['extra']} extra (match within {d['tolerance_s'] * 1000:.0f} ms)")
+
+
+def train_main(argv: list[str]) -> int:
+    """``ecg train``: rebuild both classifiers, their cards and their evaluation."""
+    from training.dataset import check_data_dir
+
+    parser = argparse.ArgumentParser(
+        prog="ecg train",
+        description="Rebuild both beat classifiers from MIT-BIH DS1 (inter-patient split), "
+                    "evaluate them on DS2 and write weights, model cards, training curves "
+                    "and evaluation.json.",
+    )
+    parser.add_argument("--data", help="MIT-BIH folder (default $ECG_MITDB_DIR or "
+                                       "../shared/data/mitdb)")
+    parser.add_argument("--out", help="output folder (default: the packaged ecgcore/models/)")
+    parser.add_argument("--quick", action="store_true",
+                        help="a few records, one epoch, one seed: checks the pipeline only")
+    parser.add_argument("--no-intra", action="store_true",
+                        help="skip the leaky intra-patient comparison models")
+    args = parser.parse_args(argv)
+    try:
+        data_dir = check_data_dir(args.data)
+        out = Path(args.out) if args.out else _models_dir_default()
+        out.mkdir(parents=True, exist_ok=True)
+        run_training(data_dir, out, quick=args.quick, intra=not args.no_intra)
+    except EcgError as exc:
+        print(f"ecg train: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def run_training(data_dir: Path, out: Path, *, quick: bool, intra: bool = True) -> dict:
+    """Train, save, evaluate and write the cards (the whole of ``ecg train``)."""
+    from dataclasses import replace
+
+    import numpy as np
+    from tqdm import tqdm
+
+    from ecgcore.inference import clear_cache
+    from training.cards import make_card, write_card
+    from training.dataset import AAMI_CLASSES, DS1, DS2, build_dataset
+    from training.evaluate import intra_patient_split
+    from training.train import TrainConfig, train_ensemble
+
+    config = TrainConfig()
+    seeds = list(FULL_SEEDS)
+    train_records = list(DS1)
+    all_records = list(DS1 + DS2)
+    if quick:
+        config = replace(config, epochs=1, normal_fraction=0.2)
+        seeds = [0]
+        train_records = list(QUICK_TRAIN_RECORDS)
+        all_records = list(QUICK_TRAIN_RECORDS + QUICK_TEST_RECORDS)
+
+    with tqdm(total=len(all_records), desc="beats", unit="record") as bar:
+        beats_all = build_dataset(data_dir, all_records, progress=lambda r: bar.update())
+    train = beats_all.of_records(train_records)
+    jobs = [("binary", train, seeds, "")]
+    jobs.append(("aami", train, seeds, ""))
+    if intra:
+        tr_idx, _ = intra_patient_split(len(beats_all))
+        intra_train = beats_all.take(tr_idx)
+        jobs += [("binary", intra_train, list(INTRA_SEEDS), "intra_"),
+                 ("aami", intra_train, list(INTRA_SEEDS), "intra_")]
+    total_epochs = sum(len(s) * config.epochs for _, _, s, _ in jobs)
+    summary = {}
+    with tqdm(total=total_epochs, desc="training", unit="epoch") as bar:
+        for task, data, job_seeds, prefix in jobs:
+            t0 = time.perf_counter()
+
+            def on_epoch(member, epoch, row, task=task, prefix=prefix):
+                bar.set_postfix_str(f"{prefix}{task} m{member} loss {row['loss']:.3f}")
+                bar.update()
+
+            model, histories = train_ensemble(data, task, config, job_seeds, on_epoch=on_epoch)
+            seconds = time.perf_counter() - t0
+            model.save(out / f"{prefix}{task}.keras")
+            (out / f"{prefix}{task}_history.json").write_text(json.dumps(
+                {"model": f"{prefix}{task}", "seeds": job_seeds, "members": histories},
+                indent=1))
+            summary[prefix + task] = {
+                "model": model, "seconds": seconds, "seeds": job_seeds,
+                "counts": {c: int(n) for c, n in zip(
+                    AAMI_CLASSES, np.bincount(data.labels, minlength=5), strict=True)},
+            }
+    clear_cache()
+    with tqdm(total=len(DS2 if not quick else QUICK_TEST_RECORDS), desc="evaluating",
+              unit="record") as bar:
+        evaluation = run_evaluation(out, data_dir, quick=quick, progress=lambda r: bar.update())
+    evaluation["training_seconds"] = {k: round(v["seconds"], 1) for k, v in summary.items()}
+    for task in ("binary", "aami"):
+        s = summary[task]
+        card = make_card(task, model=s["model"], train_config=config.to_dict(), seeds=s["seeds"],
+                         train_seconds=s["seconds"], n_train_beats=s["counts"],
+                         evaluation=evaluation, quick=quick)
+        write_card(out, card)
+    (out / "evaluation.json").write_text(json.dumps(evaluation, indent=1))
+    report(evaluation)
+    print(f"\nweights, cards and evaluation written to {out}")
+    return evaluation

@@ -1,0 +1,198 @@
+"""Training of the two classifiers: one seed, an ensemble of seeds, patient-wise CV."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+
+import numpy as np
+
+from ecgcore.inference import JittedModel, keras
+from training.architectures import ArchConfig, build_classifier, build_ensemble
+from training.dataset import AAMI_CLASSES, BeatSet
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Settings of one training run.
+
+    Attributes
+    ----------
+    epochs, batch_size, learning_rate
+        Adam with a cosine decay to zero over the epochs.
+    weight_power : float
+        Class weight = (n_total / (k * n_class)) ** weight_power: 1 is "balanced", 0 none.
+        Balanced weights turned thousands of N beats into F (F is nearly all one patient).
+    weight_cap : float
+        Largest class weight.
+    normal_fraction : float
+        Fraction of the N beats drawn (afresh) each epoch: faster epochs, and a milder
+        imbalance without inflating the weight of the rare, one-patient classes.
+    augment : bool
+        Per epoch: Gaussian noise, baseline wander and amplitude scaling of the beats.
+    rr_drop : tuple of int
+        RR feature columns held at 1 in training (an ablation: the model cannot use them).
+    """
+
+    epochs: int = 12
+    batch_size: int = 256
+    learning_rate: float = 3e-3
+    weight_power: float = 0.5
+    weight_cap: float = 20.0
+    normal_fraction: float = 0.35
+    augment: bool = True
+    rr_drop: tuple[int, ...] = ()
+    arch: ArchConfig = field(default_factory=ArchConfig)
+
+    def to_dict(self) -> dict:
+        """Plain-dict form (for cards and JSON)."""
+        d = asdict(self)
+        d["arch"] = self.arch.to_dict()
+        d["rr_drop"] = list(self.rr_drop)
+        return d
+
+
+def class_weights(labels: np.ndarray, n_classes: int, power: float, cap: float) -> np.ndarray:
+    """Tempered inverse-frequency weights, normalised to a mean of 1 per beat."""
+    counts = np.bincount(labels, minlength=n_classes).astype(np.float64)
+    present = counts > 0
+    w = np.zeros(n_classes)
+    w[present] = (counts.sum() / (present.sum() * counts[present])) ** power
+    w = np.minimum(w, cap)
+    mean = float(np.dot(w, counts) / counts.sum())
+    return w / mean
+
+
+def augment(waveforms: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """Noise, baseline wander and amplitude scaling, applied alike to both channels.
+
+    The second channel is the beat minus the recording's template; scaling the beat by
+    ``a`` adds ``(a - 1) * beat`` to it, noise and wander add to both.
+    """
+    n, length, channels = waveforms.shape
+    out = waveforms.copy()
+    beat = waveforms[..., 0]
+    scale = rng.uniform(0.8, 1.2, size=(n, 1)).astype(np.float32)
+    t = np.arange(length, dtype=np.float32)[None, :] / 360.0
+    freq = rng.uniform(0.1, 0.6, size=(n, 1))
+    phase = rng.uniform(0, 2 * np.pi, size=(n, 1))
+    wander = (rng.uniform(0, 0.15, size=(n, 1)) * np.sin(2 * np.pi * freq * t + phase))
+    noise = rng.normal(0, 1, size=(n, length)) * rng.uniform(0, 0.04, size=(n, 1))
+    extra = ((scale - 1.0) * beat + wander + noise).astype(np.float32)
+    for c in range(channels):
+        out[..., c] += extra
+    return out
+
+
+def _targets(beats: BeatSet, task: str) -> np.ndarray:
+    return beats.binary if task == "binary" else beats.labels
+
+
+def n_classes_of(task: str) -> int:
+    """2 for ``"binary"``, 5 for ``"aami"``."""
+    return 2 if task == "binary" else len(AAMI_CLASSES)
+
+
+def train_one(
+    beats: BeatSet,
+    task: str,
+    config: TrainConfig,
+    seed: int,
+    *,
+    on_epoch: Callable[[int, dict], None] | None = None,
+    validation: BeatSet | None = None,
+):
+    """Train one network on ``beats`` for ``task`` (``"binary"`` or ``"aami"``).
+
+    Returns
+    -------
+    model : keras.Model
+    history : list of dict
+        Per epoch: loss, accuracy, seconds, and validation figures when ``validation``
+        is given (only for curves; never used to pick a model or an epoch).
+    """
+    keras.utils.set_random_seed(seed)
+    rng = np.random.default_rng(seed)
+    n_classes = n_classes_of(task)
+    y_all = _targets(beats, task)
+    channels = config.arch.channels
+    model = build_classifier(
+        n_classes, beats.waveforms.shape[1], beats.rr.shape[1], config.arch, name=task
+    )
+    cw = class_weights(beats.labels, len(AAMI_CLASSES), config.weight_power, config.weight_cap)
+    # Weights follow the five AAMI classes even for the binary task, so that rare
+    # abnormal kinds (S, F) are not drowned among the V beats of the abnormal class.
+    sample_w_all = cw[beats.labels].astype(np.float32)
+    normal = np.flatnonzero(beats.labels == 0)
+    other = np.flatnonzero(beats.labels != 0)
+    n_normal = max(1, int(round(config.normal_fraction * normal.size)))
+    steps = config.epochs * int(np.ceil((n_normal + other.size) / config.batch_size))
+    schedule = keras.optimizers.schedules.CosineDecay(config.learning_rate, max(1, steps))
+    model.compile(
+        optimizer=keras.optimizers.Adam(schedule),
+        loss="sparse_categorical_crossentropy",
+        metrics=["accuracy"],
+        jit_compile=True,
+    )
+    history = []
+    for epoch in range(config.epochs):
+        t0 = time.perf_counter()
+        idx = np.concatenate([rng.choice(normal, n_normal, replace=False), other])
+        rng.shuffle(idx)
+        w = beats.waveforms[idx][..., :channels]
+        if config.augment:
+            w = augment(w, rng)
+        # N beats are subsampled, so their weight is scaled back up to keep the prior.
+        sw = sample_w_all[idx] * np.where(
+            beats.labels[idx] == 0, 1.0 / config.normal_fraction, 1.0
+        ).astype(np.float32)
+        sw = sw / sw.mean()
+        rr = beats.rr[idx]
+        if config.rr_drop:
+            rr = rr.copy()
+            rr[:, list(config.rr_drop)] = 1.0
+        h = model.fit(
+            [w, rr], y_all[idx], sample_weight=sw,
+            batch_size=config.batch_size, epochs=1, verbose=0, shuffle=False,
+        )
+        row = {
+            "epoch": epoch + 1,
+            "loss": float(h.history["loss"][-1]),
+            "accuracy": float(h.history["accuracy"][-1]),
+            "seconds": round(time.perf_counter() - t0, 2),
+        }
+        if validation is not None and len(validation):
+            p = JittedModel(model, task)(validation.waveforms, validation.rr)
+            row["val_accuracy"] = float(np.mean(p.argmax(1) == _targets(validation, task)))
+        history.append(row)
+        if on_epoch is not None:
+            on_epoch(epoch, row)
+    return model, history
+
+
+def train_ensemble(
+    beats: BeatSet,
+    task: str,
+    config: TrainConfig,
+    seeds: list[int],
+    *,
+    on_epoch: Callable[[int, int, dict], None] | None = None,
+    validation: BeatSet | None = None,
+):
+    """Train one member per seed and average them into one model.
+
+    Returns the ensemble model and the history of each member.
+    """
+    members, histories = [], []
+    for k, seed in enumerate(seeds):
+        cb = (lambda e, row, k=k: on_epoch(k, e, row)) if on_epoch else None
+        m, h = train_one(beats, task, config, seed, on_epoch=cb, validation=validation)
+        members.append(m)
+        histories.append(h)
+    return build_ensemble(members, name=task), histories
+
+
+def predict(model, beats: BeatSet, task: str) -> np.ndarray:
+    """Softmax outputs of ``model`` on ``beats`` through the serving code path."""
+    return JittedModel(model, task)(beats.waveforms, beats.rr)
