@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import threading
 from pathlib import Path
 
@@ -11,7 +12,7 @@ from dash import dcc, html
 
 from dashboard.config import Config
 from dashboard.records import RecordPreparer
-from dashboard.state import SessionStore, new_token
+from dashboard.state import new_token, open_session_store
 
 ASSETS_DIR = Path(__file__).resolve().parent.parent / "assets"
 PAGES_DIR = Path(__file__).resolve().parent / "pages"
@@ -19,6 +20,7 @@ PAGES_DIR = Path(__file__).resolve().parent / "pages"
 NAV_LINKS = (
     ("Records", "/records"),
     ("Upload", "/upload"),
+    ("Live", "/live"),
     ("Models", "/models"),
     ("Explain", "/explain"),
 )
@@ -92,7 +94,10 @@ def create_app(config: Config | None = None) -> dash.Dash:
     # Uploads arrive base64-encoded in the callback's JSON (4/3 of their size): refuse
     # bigger requests before reading them; the upload page gives the clear message.
     app.server.config["MAX_CONTENT_LENGTH"] = int(config.max_upload_bytes * 3) + 1_000_000
-    app.server.extensions["ecg_sessions"] = SessionStore(config.max_sessions, config.session_ttl_s)
+    # On disk, so every worker process of the server sees every session's uploads.
+    app.server.extensions["ecg_sessions"] = open_session_store(
+        config.max_sessions, config.session_ttl_s
+    )
     app.server.extensions["ecg_records"] = RecordPreparer(
         config.max_records_in_memory, config.session_ttl_s
     )
@@ -101,6 +106,11 @@ def create_app(config: Config | None = None) -> dash.Dash:
     # thread, avoids a half-imported module when two threads import it at once.
     import pandas  # noqa: F401
     import plotly.io.json  # noqa: F401
+
+    # The same for PIL: keras imports it in the preload thread, and plotly's encoder
+    # uses whatever PIL.Image is in sys.modules, even half-imported (a 500 under load).
+    with contextlib.suppress(ImportError):
+        import PIL.Image  # noqa: F401
 
     if config.preload_models:
         thread = threading.Thread(target=_preload_models, name="preload-models", daemon=True)

@@ -1,0 +1,885 @@
+"""Server-side machinery of the Live page: one :class:`LiveSession` per browser session.
+
+A live session runs, in threads of its own:
+
+* the recorder (:func:`acquisition.recorder.record`) reading a serial port, or the link
+  of the simulator (:func:`acquisition.simulator.simulate`, which then runs in a third
+  thread) and writing the recorder's CSV;
+* an analysis loop that runs ecgcore's offline chain on the last
+  :attr:`LiveSettings.context_s` of signal (the same conditioning, detector, beat inputs
+  and jitted classifiers as ``ecg analyze``) and reports the beats that have become
+  final. It runs every :attr:`LiveSettings.step_s`, and sooner when a beat it has already
+  detected is about to become final.
+
+When is a beat final (reported once, with its labels)? Its R peak must lie at least
+:attr:`LiveSettings.min_settle_s` before the newest sample (the beat window of
+``ecgcore.beats`` reaches 0.4 s after R, and the zero-phase filters need a little more),
+and then either the next beat is already detected (so the classifiers get the true next
+RR interval) or :attr:`LiveSettings.max_wait_s` has passed since its R peak, in which case
+the next RR is missing and ``ecgcore.beats.beat_rr_features`` takes the local mean RR in
+its place, as it does for the last beat of any recording. This bounds the label latency
+(``max_wait_s`` plus the time one analysis step takes, tens of milliseconds); the price
+is that a premature beat is usually classified without its compensatory pause. A beat is
+new when its R peak lies more than :attr:`LiveSettings.dedup_s` after the last one
+reported (positions are absolute sample numbers of the stream, so overlapping buffers
+never report a beat twice).
+
+Latency is measured per beat as the wall-clock time from the arrival of its R-peak sample
+in the recorder's ``on_samples`` callback to the moment its labels exist.
+
+Nothing here imports Dash: the page (``dashboard/pages/live.py``) only calls
+:meth:`LiveSession.view` and the start/stop methods, and the tests drive it directly.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import secrets
+import shutil
+import tempfile
+import threading
+import time
+from collections import deque
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ecgcore.errors import EcgError
+
+AAMI_CLASSES = ("N", "S", "V", "F", "Q")
+V_RUN_MIN = 3
+"""Consecutive V beats that raise the alert."""
+RR_MIN_S, RR_MAX_S = 0.2, 3.0
+"""Heart rate: intervals outside this range (a missed or an extra beat) are ignored."""
+
+
+class LiveError(EcgError):
+    """A live session cannot start (bad choice, too many streams, no device)."""
+
+
+@dataclass(frozen=True)
+class LiveSettings:
+    """How the live analysis runs.
+
+    Attributes
+    ----------
+    context_s : float
+        Signal analysed at each step (the newest seconds): enough for the detector's
+        thresholds and the beat inputs' patient template and RR context.
+    step_s : float
+        Period of the analysis loop.
+    min_settle_s : float
+        A beat is never reported before its R peak is this old (its window must be whole).
+    max_wait_s : float
+        A beat is reported at this age even if the next beat has not been detected.
+    next_settle_s : float
+        How old the next R peak must be to count as detected.
+    dedup_s : float
+        Beats closer than this to the last reported one are the same beat.
+    edge_s : float
+        Beats this close to the start of the analysed buffer are left to earlier steps
+        (the filters' start-up and the missing pre-R part of the window).
+    min_signal_s : float
+        No analysis before this much signal has arrived (the beats of these first
+        seconds are labelled late, once it has: their latency is kept apart, see
+        :meth:`LiveSession.stats`).
+    display_s : float
+        Span of the scrolling view.
+    max_duration_s : float
+        A recording stops by itself after this much signal (bounds the disk file).
+    reconnect_s : float
+        How long the recorder tries to reopen a port that vanished.
+    """
+
+    context_s: float = 20.0
+    step_s: float = 0.2
+    min_settle_s: float = 0.45
+    max_wait_s: float = 0.5
+    next_settle_s: float = 0.10
+    dedup_s: float = 0.15
+    edge_s: float = 0.35
+    min_signal_s: float = 2.0
+    display_s: float = 10.0
+    max_duration_s: float = 3600.0
+    reconnect_s: float = 30.0
+
+
+@dataclass
+class LiveBeat:
+    """One reported beat (positions in the stream's own sample numbers)."""
+
+    sample: int
+    time_s: float
+    aami: str
+    aami_p: float
+    binary: str
+    binary_p: float
+    latency_s: float
+    next_rr_known: bool
+
+
+@dataclass
+class VRun:
+    """A run of at least :data:`V_RUN_MIN` consecutive beats labelled V."""
+
+    start_s: float
+    end_s: float
+    n_beats: int
+
+
+@dataclass
+class _Chunk:
+    seq: np.ndarray
+    value: np.ndarray
+    leads_off: np.ndarray
+    arrival: float
+
+
+@dataclass
+class _Source:
+    kind: str  # "port" or "simulator"
+    port: str
+    description: str
+
+
+def _percentile(values: list[float], q: float) -> float | None:
+    return float(np.percentile(values, q)) if values else None
+
+
+def _fs_from_file(path: Path) -> float | None:
+    # The recorder writes (and fsyncs) its header lines, fs_hz among them, before it hands
+    # out the first sample, so the file is where the rate is known first.
+    try:
+        with open(path, encoding="ascii", errors="replace") as handle:
+            for _ in range(20):
+                line = handle.readline()
+                if not line.startswith("#"):
+                    break
+                key, _, value = line[1:].partition(":")
+                if key.strip() == "fs_hz":
+                    return float(value)
+    except (OSError, ValueError):
+        return None
+    return None
+
+
+def _near_long_gaps(missing: np.ndarray, fs: float, longest_filled_s: float = 0.02,
+                    margin_s: float = 0.05) -> np.ndarray:
+    """Samples within ``margin_s`` of a run of missing samples longer than ``longest_filled_s``.
+
+    A lost line or two is interpolated harmlessly; a detection in or next to a real gap or
+    a leads-off stretch is an artefact of the interpolation, not a beat to report.
+    """
+    out = np.zeros(missing.size, dtype=bool)
+    if not missing.any():
+        return out
+    edges = np.diff(np.concatenate([[0], missing.astype(np.int8), [0]]))
+    starts, stops = np.flatnonzero(edges == 1), np.flatnonzero(edges == -1)
+    margin = int(round(margin_s * fs))
+    for start, stop in zip(starts, stops, strict=True):
+        if stop - start > longest_filled_s * fs:
+            out[max(0, start - margin):stop + margin] = True
+    return out
+
+
+class LiveSession:
+    """One live stream: recorder (+ simulator) threads, a ring buffer and the beat stream.
+
+    Create it, then call :meth:`start_simulator` or :meth:`start_port`; read it with
+    :meth:`view` / :meth:`stats` from any thread; :meth:`stop` ends it and returns the
+    path of the saved CSV. Every public method is thread-safe.
+
+    Parameters
+    ----------
+    out_dir : path
+        Folder where the recording's CSV is written.
+    settings : LiveSettings, optional
+    classifiers : optional
+        Preloaded :class:`ecgcore.inference.Classifiers`; by default the packaged ones are
+        loaded at start. If they cannot be loaded, beats are detected but not labelled and
+        :attr:`notices` says why.
+    models_dir : path, optional
+        Folder of the weights to load instead of the packaged ones.
+    """
+
+    def __init__(self, out_dir: str | Path, settings: LiveSettings | None = None, *,
+                 classifiers: Any = None, models_dir: str | Path | None = None) -> None:
+        self.settings = settings or LiveSettings()
+        self.out_dir = Path(out_dir)
+        stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S")
+        self.out_path = self.out_dir / f"live-{stamp}-{secrets.token_hex(3)}.csv"
+        self.started_wall = datetime.now(UTC)
+        self._classifiers = classifiers
+        self._models_dir = models_dir
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._stop_sim = threading.Event()
+        self._chunks: deque[_Chunk] = deque()
+        self._fs: float | None = None
+        self._last_seq = -1
+        self._first_seq: int | None = None
+        self._n_samples = 0
+        self._beats: list[LiveBeat] = []
+        self._counts = dict.fromkeys(AAMI_CLASSES, 0)
+        self._latencies: list[float] = []
+        self._startup_latencies: list[float] = []
+        self._runs: list[VRun] = []
+        self._v_streak: list[LiveBeat] = []
+        self._messages: deque[str] = deque(maxlen=8)
+        self.notices: list[str] = []
+        self._state = "idle"
+        self._error: str | None = None
+        self._summary = None
+        self._step_times: deque[float] = deque(maxlen=200)
+        self._threads: list[threading.Thread] = []
+        self._sim_dir: Path | None = None
+        self._source: _Source | None = None
+        self._finished = threading.Event()
+        self.last_poll = time.monotonic()
+        self.record_id: str | None = None
+        """Set by the page once the saved file is registered for the record view."""
+
+    # ----------------------------------------------------------------- starting
+
+    def start_simulator(self, record_path: str | Path, *, start_s: float = 0.0,
+                        speed: float = 1.0, leads_off_per_min: float = 0.0,
+                        drop_rate: float = 0.0, noise_mv: float = 0.0,
+                        duration_s: float | None = None, seed: int = 0) -> None:
+        """Play a recording through the simulator on a pseudo-terminal and record it.
+
+        Parameters
+        ----------
+        record_path : path
+            Any recording ``ecgcore.io`` reads (an MIT-BIH record path without extension).
+        start_s : float
+            Where in the recording to start.
+        speed : float
+            Playback speed (1 = real time; the latency target is for real time).
+        leads_off_per_min, drop_rate, noise_mv : float
+            Faults of the simulated board (see :func:`acquisition.simulator.simulate`).
+        duration_s : float, optional
+            Stretch to play (default: to the end of the recording).
+        seed : int
+            Seed of the simulated faults.
+        """
+        from acquisition.simulator import SimulatorError, simulate
+
+        self._sim_dir = Path(tempfile.mkdtemp(prefix="ecg-live-"))
+        link = self._sim_dir / "ttyECG"
+        ready = threading.Event()
+        name = Path(str(record_path)).name
+        self._source = _Source("simulator", str(link),
+                               f"simulator playing record {name} from {start_s:g} s")
+
+        def play() -> None:
+            try:
+                simulate(record_path, link, speed=speed, noise=noise_mv, drop_rate=drop_rate,
+                         leads_off=leads_off_per_min, seed=seed, start_s=start_s,
+                         duration_s=duration_s, stop_event=self._stop_sim,
+                         reader_timeout_s=30.0, on_ready=lambda _name: ready.set(),
+                         on_message=lambda text: self._say(f"simulator: {text}"))
+            except SimulatorError as error:
+                self._fail(f"the simulator cannot start: {error}")
+            except Exception as error:  # noqa: BLE001 -- shown to the user, never a crash
+                self._fail(f"the simulator failed ({type(error).__name__}: {error})")
+            finally:
+                ready.set()
+
+        self._prepare()
+        thread = threading.Thread(target=play, name="live-simulator", daemon=True)
+        self._threads.append(thread)
+        thread.start()
+        if not ready.wait(30.0) or self._error:
+            self._stop_sim.set()
+            self._finished.set()
+            raise LiveError(self._error or "the simulator did not start within 30 s")
+        self._start_recorder(str(link))
+
+    def start_port(self, port: str) -> None:
+        """Record a board on a serial port (``/dev/ttyACM0``...)."""
+        self._source = _Source("port", port, f"serial port {port}")
+        self._prepare()
+        self._start_recorder(port)
+
+    def _prepare(self) -> None:
+        with self._lock:
+            if self._state != "idle":
+                raise LiveError("this live session has already been started")
+            self._state = "starting"
+        self.out_dir.mkdir(parents=True, exist_ok=True)
+        if self._classifiers is None:
+            try:
+                from ecgcore.inference import load_classifiers
+
+                self._classifiers = load_classifiers(self._models_dir)
+            except (ImportError, EcgError) as error:
+                self.notices.append(f"the beat classifiers are not available ({error}): beats "
+                                    "are detected but not labelled")
+        if self._classifiers is not None:
+            self._warm_up()
+
+    def _warm_up(self) -> None:
+        # The first call of a jitted model compiles it (about a second); pay it before the
+        # stream starts, not on the first beat.
+        from ecgcore.beats import RR_FEATURE_NAMES, WAVEFORM_CHANNELS, WINDOW_LENGTH, BeatInputs
+        from ecgcore.inference import classify_beats
+
+        inputs = BeatInputs(
+            np.zeros((1, WINDOW_LENGTH, len(WAVEFORM_CHANNELS)), np.float32),
+            np.ones((1, len(RR_FEATURE_NAMES)), np.float32), np.zeros(1, np.int64),
+        )
+        try:
+            classify_beats(self._classifiers, inputs)
+        except EcgError as error:
+            self.notices.append(f"the beat classifiers cannot run ({error}): beats are "
+                                "detected but not labelled")
+            self._classifiers = None
+
+    def _start_recorder(self, port: str) -> None:
+        from acquisition.recorder import AcquisitionError, record
+
+        def run() -> None:
+            try:
+                summary = record(
+                    port, self.out_path, duration_s=self.settings.max_duration_s,
+                    reconnect=True, reconnect_timeout_s=self.settings.reconnect_s,
+                    on_samples=self._on_samples, on_message=self._say,
+                    on_progress=self._on_progress, stop_event=self._stop,
+                )
+                with self._lock:
+                    self._summary = summary
+                    if self._state != "failed":
+                        self._state = "stopped"
+                self._say(f"recording ended: {summary.describe()}")
+            except AcquisitionError as error:
+                self._fail(str(error))
+            except Exception as error:  # noqa: BLE001 -- a vanished port must not crash the app
+                self._fail(f"the recorder failed ({type(error).__name__}: {error})")
+            finally:
+                # Once the recorder is gone nothing feeds the analysis; the simulator
+                # stops after it, so the recorder never sees its port vanish on Stop.
+                self._stop.set()
+                self._finished.set()
+                self._stop_sim.set()
+
+        with self._lock:
+            self._state = "waiting"
+        self._say(f"opening {self._source.description if self._source else port}")
+        recorder = threading.Thread(target=run, name="live-recorder", daemon=True)
+        analysis = threading.Thread(target=self._analysis_loop, name="live-analysis",
+                                    daemon=True)
+        self._threads += [recorder, analysis]
+        recorder.start()
+        analysis.start()
+
+    # ---------------------------------------------------------------- callbacks
+
+    def _say(self, text: str) -> None:
+        with self._lock:
+            self._messages.append(text)
+
+    def _fail(self, text: str) -> None:
+        with self._lock:
+            self._state = "failed"
+            self._error = text
+            self._messages.append(text)
+
+    def _on_progress(self, summary) -> None:
+        with self._lock:
+            self._summary = summary
+
+    def _on_samples(self, seq: np.ndarray, value: np.ndarray, leads_off: np.ndarray) -> None:
+        arrival = time.monotonic()
+        if self._fs is None:
+            fs = _fs_from_file(self.out_path)
+            if fs is None and self._summary is not None:
+                fs = self._summary.fs
+            if fs is None:
+                return  # cannot happen with the recorder as written: it writes fs first
+            self._fs = fs
+        with self._lock:
+            if self._first_seq is None:
+                self._first_seq = int(seq[0])
+            self._chunks.append(_Chunk(seq.copy(), value.copy(), leads_off.copy(), arrival))
+            self._last_seq = int(seq[-1])
+            self._n_samples += int(seq.size)
+            self._state = "recording" if self._state == "waiting" else self._state
+            keep_from = self._last_seq - int(self.settings.context_s * self._fs) - 1
+            while self._chunks and self._chunks[0].seq[-1] < keep_from:
+                self._chunks.popleft()
+
+    # ----------------------------------------------------------------- analysis
+
+    def _snapshot(self, span_s: float) -> dict[str, Any] | None:
+        """The newest ``span_s`` of signal as contiguous arrays (NaN where missing)."""
+        with self._lock:
+            if not self._chunks or self._fs is None:
+                return None
+            chunks = list(self._chunks)
+            fs = self._fs
+        seq = np.concatenate([c.seq for c in chunks])
+        value = np.concatenate([c.value for c in chunks]).astype(np.float64)
+        off = np.concatenate([c.leads_off for c in chunks]).astype(bool)
+        arrival = np.concatenate([np.full(c.seq.size, c.arrival) for c in chunks])
+        last = int(seq[-1])
+        first = max(int(seq[0]), last - int(round(span_s * fs)) + 1)
+        keep = seq >= first
+        seq, value, off, arrival = seq[keep], value[keep], off[keep], arrival[keep]
+        n = last - first + 1
+        x = np.full(n, np.nan)
+        arrived = np.full(n, np.nan)
+        leads_off = np.zeros(n, dtype=bool)
+        where = seq - first
+        # A leads-off sample is the amplifier at its rail, not ECG: missing, like a gap.
+        x[where] = np.where(off, np.nan, value)
+        arrived[where] = arrival
+        leads_off[where] = off
+        return {"first": first, "x": x, "arrival": arrived, "leads_off": leads_off, "fs": fs}
+
+    def _analysis_loop(self) -> None:
+        step = self.settings.step_s
+        while not self._stop.is_set():
+            started = time.monotonic()
+            due = None
+            try:
+                due = self._step(final=False)
+            except Exception as error:  # noqa: BLE001 -- one bad buffer must not end the stream
+                self._say(f"live analysis skipped a step ({type(error).__name__}: {error})")
+            elapsed = time.monotonic() - started
+            self._step_times.append(elapsed)
+            # Wake when the next detected beat becomes final rather than at the next
+            # regular step: the label latency is then the wait rule plus one step's work.
+            wait = step if due is None else min(step, due)
+            self._stop.wait(max(0.01, wait - elapsed))
+        self._finished.wait(10.0)
+        with contextlib.suppress(Exception):
+            self._step(final=True)
+
+    def _step(self, final: bool) -> float | None:
+        """Report the beats that became final; seconds until the next one will (or None)."""
+        from ecgcore.analysis import prepare_lead
+        from ecgcore.detect import ecg_rpeaks
+        from ecgcore.recording import Recording
+        from ecgcore.signal import INTERNAL_FS, to_input_index
+
+        s = self.settings
+        snap = self._snapshot(s.context_s)
+        if snap is None:
+            return
+        fs, x, first = snap["fs"], snap["x"], snap["first"]
+        if x.size < s.min_signal_s * fs:
+            return
+        missing = ~np.isfinite(x)
+        if missing.mean() > 0.5:
+            return  # leads off or a long gap: nothing to analyse in this buffer
+        recording = Recording(x[:, None], float(fs), ["ECG"], ["adu"], "live")
+        try:
+            x360, _ = prepare_lead(recording)
+        except EcgError:
+            return  # a flat line (the board's output at a rail) has no beat
+        rpeaks360 = ecg_rpeaks(x360, INTERNAL_FS)
+        if rpeaks360.size == 0:
+            return
+        local = to_input_index(rpeaks360, fs).astype(np.int64)
+        local = np.clip(local, 0, x.size - 1)
+        ok = ~_near_long_gaps(missing, fs)[local]
+        end = x.size - 1
+        age = (end - local) / fs
+        with self._lock:
+            last_reported = self._beats[-1].sample if self._beats else None
+        new = []
+        due = None
+        for i in np.flatnonzero(ok):
+            position = first + int(local[i])
+            if last_reported is not None and position <= last_reported + s.dedup_s * fs:
+                continue
+            if local[i] < s.edge_s * fs and first > (self._first_seq or 0):
+                continue
+            later = np.flatnonzero(ok & (local > local[i]))
+            next_known = bool(later.size) and age[later[0]] >= s.next_settle_s
+            final_at = s.min_settle_s if next_known else max(s.min_settle_s, s.max_wait_s)
+            if not final and age[i] < final_at:
+                if due is None:
+                    due = final_at - age[i]
+                continue
+            new.append((i, next_known))
+        if new:
+            beats = self._label(x360, rpeaks360[ok], np.flatnonzero(ok), new, snap, local)
+            self._accept(beats)
+        return due
+
+    def _label(self, x360, rpeaks_ok, ok_index, new, snap, local) -> list[LiveBeat]:
+        fs, first, arrival = snap["fs"], snap["first"], snap["arrival"]
+        chosen = np.searchsorted(ok_index, [i for i, _ in new])
+        labels = None
+        if self._classifiers is not None:
+            from ecgcore.beats import beat_inputs
+            from ecgcore.inference import classify_beats
+            from ecgcore.signal import INTERNAL_FS
+
+            # Every beat in the buffer gives context (template, RR); only the new are run.
+            inputs = beat_inputs(x360, rpeaks_ok, INTERNAL_FS)
+            labels = classify_beats(self._classifiers, inputs.subset(chosen))
+        done = time.monotonic()
+        out = []
+        for k, (i, next_known) in enumerate(new):
+            sample = first + int(local[i])
+            arrived = arrival[int(local[i])]
+            latency = done - arrived if np.isfinite(arrived) else float("nan")
+            if labels is not None:
+                probs = labels["aami_probs"][k]
+                aami = str(labels["aami"][k])
+                aami_p = float(np.max(probs))
+                binary = str(labels["binary"][k])
+                p_abn = float(labels["binary_p_abnormal"][k])
+                binary_p = p_abn if binary == "abnormal" else 1.0 - p_abn
+            else:
+                aami, aami_p, binary, binary_p = "", float("nan"), "", float("nan")
+            out.append(LiveBeat(sample, sample / fs, aami, aami_p, binary, binary_p,
+                                float(latency), next_known))
+        return out
+
+    def _accept(self, beats: list[LiveBeat]) -> None:
+        with self._lock:
+            for beat in beats:
+                self._beats.append(beat)
+                if beat.aami in self._counts:
+                    self._counts[beat.aami] += 1
+                if np.isfinite(beat.latency_s):
+                    start_s = (self._first_seq or 0) / self._fs
+                    # Beats of the first seconds wait for the analysis to begin at all.
+                    if beat.time_s - start_s < self.settings.min_signal_s:
+                        self._startup_latencies.append(beat.latency_s)
+                    else:
+                        self._latencies.append(beat.latency_s)
+                if self._v_streak and beat.time_s - self._v_streak[-1].time_s > RR_MAX_S:
+                    self._v_streak = []  # a gap (leads off...) breaks a run
+                if beat.aami == "V":
+                    self._v_streak.append(beat)
+                    if len(self._v_streak) == V_RUN_MIN:
+                        self._runs.append(VRun(self._v_streak[0].time_s, beat.time_s,
+                                               V_RUN_MIN))
+                    elif len(self._v_streak) > V_RUN_MIN:
+                        self._runs[-1].end_s = beat.time_s
+                        self._runs[-1].n_beats = len(self._v_streak)
+                else:
+                    self._v_streak = []
+
+    # ------------------------------------------------------------------ reading
+
+    @property
+    def state(self) -> str:
+        """``starting``, ``waiting`` (for the header), ``recording``, ``stopped``, ``failed``."""
+        with self._lock:
+            return self._state
+
+    @property
+    def finished(self) -> bool:
+        """Whether the recorder has ended (stopped, failed, or the stream ended)."""
+        return self._finished.is_set()
+
+    @property
+    def running(self) -> bool:
+        """Whether threads were started and the recorder has not ended yet."""
+        return bool(self._threads) and not self._finished.is_set()
+
+    @property
+    def source(self) -> str:
+        """What is being recorded, for a human."""
+        return self._source.description if self._source else ""
+
+    def beats(self) -> list[LiveBeat]:
+        """Every beat reported so far, in order."""
+        with self._lock:
+            return list(self._beats)
+
+    def runs(self) -> list[VRun]:
+        """Runs of V beats so far."""
+        with self._lock:
+            return [VRun(r.start_s, r.end_s, r.n_beats) for r in self._runs]
+
+    def stats(self) -> dict[str, Any]:
+        """Counters, heart rate, leads-off and the latency figures (plain data).
+
+        ``latency_median_s``, ``latency_p95_s`` and ``latency_max_s`` are over the beats
+        whose R peak came after the first :attr:`LiveSettings.min_signal_s` of the stream
+        (steady state); the beats of those first seconds are labelled only once the
+        analysis can start, and their worst latency is ``startup_latency_max_s``.
+        """
+        with self._lock:
+            beats = self._beats[-12:]
+            latencies = list(self._latencies)
+            startup = list(self._startup_latencies)
+            summary = self._summary
+            fs = self._fs
+            leads_off_now = bool(self._chunks and self._chunks[-1].leads_off[-1])
+            out = {
+                "state": self._state,
+                "error": self._error,
+                "source": self.source,
+                "fs": fs,
+                "n_samples": self._n_samples,
+                "signal_s": (self._last_seq + 1 - (self._first_seq or 0)) / fs if fs else 0.0,
+                "n_beats": len(self._beats),
+                "counts": dict(self._counts),
+                "messages": list(self._messages),
+                "notices": list(self.notices),
+                "runs": [VRun(r.start_s, r.end_s, r.n_beats) for r in self._runs],
+                "v_streak": len(self._v_streak),
+                "classified": self._classifiers is not None,
+            }
+        step_times = list(self._step_times)
+        times = np.array([b.time_s for b in beats])
+        rr = np.diff(times) if times.size > 1 else np.zeros(0)
+        rr = rr[(rr >= RR_MIN_S) & (rr <= RR_MAX_S)]
+        out["heart_rate_bpm"] = float(60.0 / np.median(rr)) if rr.size else None
+        out["leads_off"] = leads_off_now or bool(summary and summary.leads_off_now)
+        out["gaps"] = len(summary.gaps) if summary else 0
+        out["lost_samples"] = summary.lost_samples if summary else 0
+        out["garbled_lines"] = summary.garbled_lines if summary else 0
+        out["latency_median_s"] = _percentile(latencies, 50)
+        out["latency_p95_s"] = _percentile(latencies, 95)
+        out["latency_max_s"] = max(latencies) if latencies else None
+        out["n_latency"] = len(latencies)
+        out["startup_latency_max_s"] = max(startup) if startup else None
+        out["step_median_s"] = _percentile(step_times, 50)
+        return out
+
+    def view(self, span_s: float | None = None, max_points: int = 1200) -> dict[str, Any] | None:
+        """The newest ``span_s`` seconds ready to draw.
+
+        Returns
+        -------
+        dict or None
+            ``t`` (s, float32) and ``y`` (conditioned, baseline-free ADC counts, float32,
+            NaN in gaps and leads-off stretches), down-sampled to about ``max_points``;
+            ``start_s``/``end_s``; ``beats`` in view (lists ``time_s``, ``aami``,
+            ``binary``, ``aami_p``, ``binary_p``, ``y``); None before the first sample.
+        """
+        from ecgcore.signal import ecg_condition
+
+        self.last_poll = time.monotonic()
+        span_s = span_s or self.settings.display_s
+        snap = self._snapshot(span_s)
+        if snap is None:
+            return None
+        fs, x, first = snap["fs"], snap["x"], snap["first"]
+        missing = ~np.isfinite(x)
+        if missing.all() or x.size < 16:
+            y = np.full(x.size, np.nan)
+        else:
+            y = ecg_condition(x, fs)
+            y[missing] = np.nan
+        t = (first + np.arange(x.size)) / fs
+        if x.size > max_points:
+            from dashboard.components.figures import downsample
+
+            filled = np.where(missing, 0.0, y)
+            index, _ = downsample(filled, 0, x.size, max_points)
+            t, y = t[index], y[index]
+        start_s = first / fs
+        end_s = start_s + span_s
+        with self._lock:
+            since = len(self._beats)
+            while since > 0 and self._beats[since - 1].time_s >= start_s:
+                since -= 1
+            beats = self._beats[since:]
+        nearest = np.clip(np.searchsorted(t, [b.time_s for b in beats]), 0, max(0, t.size - 1))
+        heights = [float(y[i]) if t.size and np.isfinite(y[i]) else 0.0 for i in nearest]
+        return {
+            "t": t.astype(np.float32), "y": y.astype(np.float32),
+            "start_s": max(start_s, (first + x.size) / fs - span_s), "end_s": end_s,
+            "now_s": (first + x.size) / fs,
+            "beats": {
+                "time_s": [b.time_s for b in beats], "aami": [b.aami for b in beats],
+                "binary": [b.binary for b in beats], "aami_p": [b.aami_p for b in beats],
+                "binary_p": [b.binary_p for b in beats], "y": heights,
+            },
+        }
+
+    # ----------------------------------------------------------------- stopping
+
+    def stop(self, timeout_s: float = 15.0) -> Path | None:
+        """Stop the recorder (and simulator), wait for the threads, return the saved CSV.
+
+        Returns
+        -------
+        Path or None
+            The recorder's file, or None when nothing was recorded (no header came).
+        """
+        self._stop.set()
+        if not self._threads:  # never started
+            self._finished.set()
+            return None
+        deadline = time.monotonic() + timeout_s
+        self._finished.wait(timeout_s)
+        self._stop_sim.set()
+        for thread in self._threads:
+            thread.join(max(0.1, deadline - time.monotonic()))
+        if self._sim_dir is not None:
+            shutil.rmtree(self._sim_dir, ignore_errors=True)
+        return self.out_path if self.out_path.is_file() and self._n_samples else None
+
+    def saved_path(self) -> Path | None:
+        """The recording's file once the recorder has ended, else None."""
+        if not self.finished:
+            return None
+        return self.out_path if self.out_path.is_file() and self._n_samples else None
+
+
+class LiveRegistry:
+    """The live sessions of a server: at most one per browser session, a few in all.
+
+    A session the page has not polled for ``idle_timeout_s`` (a closed tab) is stopped by
+    a background reaper; its file stays on disk.
+
+    Parameters
+    ----------
+    root : path
+        Folder under which each browser session gets its own folder of recordings.
+    max_live : int
+        Most live streams running at once.
+    idle_timeout_s : float
+        Stop a stream whose page has stopped polling for this long (a hidden tab may be
+        throttled by the browser to one poll a minute, so keep it well above that).
+    """
+
+    def __init__(self, root: str | Path, max_live: int = 4, idle_timeout_s: float = 180.0,
+                 settings: LiveSettings | None = None) -> None:
+        self.root = Path(root)
+        self.max_live = max_live
+        self.idle_timeout_s = idle_timeout_s
+        self.settings = settings or LiveSettings()
+        self._sessions: dict[str, LiveSession] = {}
+        self._lock = threading.Lock()
+        self._reaper: threading.Thread | None = None
+
+    def session_dir(self, session_id: str) -> Path:
+        """The folder of one browser session's recordings (named by a hash of its id)."""
+        return self.root / hashlib.sha256(session_id.encode()).hexdigest()[:20]
+
+    def get(self, session_id: str | None) -> LiveSession | None:
+        """The session's live stream (running or finished), if any."""
+        if not session_id:
+            return None
+        with self._lock:
+            return self._sessions.get(session_id)
+
+    def create(self, session_id: str) -> LiveSession:
+        """A new live session for a browser session (stopping its previous one)."""
+        if not session_id:
+            raise LiveError("this page needs its session id: reload the page")
+        with self._lock:
+            old = self._sessions.pop(session_id, None)
+        if old is not None:
+            old.stop()
+        with self._lock:
+            running = sum(s.running for s in self._sessions.values())
+            if running >= self.max_live:
+                raise LiveError(f"{running} live streams are already running on this server "
+                                "(the limit): try again later")
+            live = LiveSession(self.session_dir(session_id), self.settings)
+            self._sessions[session_id] = live
+            if self._reaper is None:
+                self._reaper = threading.Thread(target=self._reap, name="live-reaper",
+                                                daemon=True)
+                self._reaper.start()
+        return live
+
+    def stop(self, session_id: str | None) -> LiveSession | None:
+        """Stop the session's stream (it stays readable until replaced)."""
+        live = self.get(session_id)
+        if live is not None:
+            live.stop()
+        return live
+
+    def _reap(self) -> None:
+        while True:
+            time.sleep(5.0)
+            now = time.monotonic()
+            with self._lock:
+                idle = [s for s in self._sessions.values()
+                        if s.running and now - s.last_poll > self.idle_timeout_s]
+                # A finished stream nobody has looked at for an hour is forgotten (its
+                # file stays on disk; the record view keeps its own copy).
+                for key, s in list(self._sessions.items()):
+                    if s.finished and now - s.last_poll > 3600.0:
+                        del self._sessions[key]
+            for live in idle:
+                live._say(f"stopped: the page was not seen for {self.idle_timeout_s:g} s")
+                live.stop()
+
+
+def measure(record_path: str | Path, seconds: float, *, start_s: float = 0.0,
+            speed: float = 1.0, out_dir: str | Path | None = None,
+            settings: LiveSettings | None = None, classifiers: Any = None) -> dict[str, Any]:
+    """Play a recording through the simulator into a :class:`LiveSession` and measure it.
+
+    Returns the session's :meth:`~LiveSession.stats` plus, when the recording has
+    reference annotations, the beats matched to them (``ecgcore.metrics.match_beats``,
+    150 ms): ``sensitivity``, ``ppv``, and the reference class of each matched beat
+    next to the live AAMI label (``agreement``).
+    """
+    from ecgcore.metrics import MATCH_TOLERANCE_S, match_beats, reference_beats
+
+    out_dir = Path(out_dir) if out_dir is not None else Path(tempfile.mkdtemp(prefix="ecg-live-"))
+    live = LiveSession(out_dir, settings, classifiers=classifiers)
+    live.start_simulator(record_path, start_s=start_s, speed=speed)
+    deadline = time.monotonic() + seconds / speed
+    while time.monotonic() < deadline and not live.finished:
+        time.sleep(0.2)
+    saved = live.stop()
+    result = live.stats()
+    result["runs"] = [vars(run) for run in result["runs"]]
+    result["saved"] = str(saved) if saved else None
+    beats = live.beats()
+    try:
+        from ecgcore.io import read
+
+        annotations = read(str(record_path)).annotations
+    except EcgError:
+        annotations = None
+    if annotations is not None and result["fs"]:
+        fs = result["fs"]
+        ref, classes = reference_beats(annotations.sample, list(annotations.symbol))
+        first = int(round(start_s * fs))
+        inside = (ref >= first) & (ref < first + result["n_samples"])
+        ref, classes = ref[inside] - first, classes[inside]
+        match = match_beats(ref, np.array([b.sample for b in beats]), MATCH_TOLERANCE_S * fs)
+        labels = np.array([b.aami for b in beats])
+        result["reference"] = {
+            "n_reference": int(ref.size), "sensitivity": match.sensitivity, "ppv": match.ppv,
+            "reference_classes": "".join(classes[match.ref_index]),
+            "live_labels": "".join(labels[match.test_index]),
+        }
+    return result
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m dashboard.live --record PATH``: measure the live latency on a recording."""
+    import argparse
+    import json
+
+    parser = argparse.ArgumentParser(description=main.__doc__)
+    parser.add_argument("--record", required=True, help="recording (e.g. an MIT-BIH path)")
+    parser.add_argument("--seconds", type=float, default=30.0, help="signal time to play")
+    parser.add_argument("--start", type=float, default=0.0, help="where to start (s)")
+    parser.add_argument("--speed", type=float, default=1.0, help="playback speed")
+    parser.add_argument("--json", help="also write the figures to this JSON file")
+    args = parser.parse_args(argv)
+    result = measure(args.record, args.seconds, start_s=args.start, speed=args.speed)
+    result["settings"] = vars(LiveSettings())
+    result["args"] = vars(args)
+    text = json.dumps(result, indent=2, default=str)
+    print(text)
+    if args.json:
+        Path(args.json).write_text(text + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,459 @@
+"""Live page ``/live``: record a board (or the simulator) and watch beats labelled as they come.
+
+The stream, its ring buffer and the beat-by-beat analysis live on the server in a
+:class:`dashboard.live.LiveSession`, one per browser session. The page polls it every
+:data:`POLL_MS` and receives only the visible 10 s (down-sampled, as typed arrays) and
+the beats in view, applied to the graph with a ``Patch``. Stop saves the recording: it is
+then registered like an upload (visible only to this browser session) and opens in the
+record view.
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+
+import dash
+import dash_bootstrap_components as dbc
+from dash import Input, Output, Patch, State, callback, ctx, dcc, html
+from flask import current_app
+
+from dashboard import context
+from dashboard.components.figures import (
+    BINARY_COLOURS,
+    CLASS_COLOURS,
+    format_hms,
+    time_ticks,
+    typed,
+)
+from dashboard.live import V_RUN_MIN, LiveError, LiveRegistry, LiveSession
+from dashboard.records import UPLOAD_PREFIX
+from dashboard.state import new_token
+from ecgcore.errors import EcgError
+
+dash.register_page(__name__, path="/live", name="Live", order=3)
+
+POLL_MS = 300
+SIMULATOR = "simulator"
+DEFAULT_SIM_RECORD = "119"
+"""Clean beats with V beats among them; 210 from 413 s shows a run of V beats."""
+MAX_POINTS = 1200
+"""Points of the visible 10 s sent per poll (about 13 kB as base64 float32)."""
+RECENT_BEATS = 10
+FAULTS = {
+    "leads_off": "leads-off episodes (2 per minute)",
+    "drops": "1 % dropped lines",
+    "noise": "noise (0.05 mV)",
+}
+
+_registry_lock = threading.Lock()
+_register_lock = threading.Lock()
+
+
+def registry() -> LiveRegistry:
+    """The server's live sessions (created on first use, kept with the Flask app)."""
+    found = current_app.extensions.get("ecg_live")
+    if found is None:
+        with _registry_lock:
+            found = current_app.extensions.get("ecg_live")
+            if found is None:
+                from ecgcore.cache import cache_dir
+
+                found = LiveRegistry(cache_dir() / "live")
+                current_app.extensions["ecg_live"] = found
+    return found
+
+
+def _record_options() -> tuple[list[dict], str | None]:
+    from ecgcore.catalog import record_names
+
+    names = record_names(context.config().records_dir)
+    default = DEFAULT_SIM_RECORD if DEFAULT_SIM_RECORD in names else (names[0] if names else None)
+    return [{"label": f"MIT-BIH {n}", "value": n} for n in names], default
+
+
+def _empty_figure() -> dict:
+    return {
+        "data": [
+            {"type": "scatter", "mode": "lines", "name": "ECG", "x": [], "y": [],
+             "line": {"color": "#222", "width": 1.2}, "connectgaps": False,
+             "hoverinfo": "skip"},
+            {"type": "scatter", "mode": "markers+text", "name": "AAMI model", "x": [], "y": [],
+             "text": [], "textposition": "top center", "cliponaxis": False,
+             "marker": {"size": 7, "color": []}, "textfont": {"size": 14, "color": []},
+             "hovertext": [], "hoverinfo": "text"},
+            {"type": "scatter", "mode": "markers", "name": "binary model", "x": [], "y": [],
+             "yaxis": "y2", "marker": {"size": 11, "symbol": "square", "color": []},
+             "hovertext": [], "hoverinfo": "text"},
+        ],
+        "layout": {
+            "height": 380, "margin": {"l": 60, "r": 20, "t": 30, "b": 40},
+            "showlegend": False, "uirevision": "live",
+            "xaxis": {"range": [0, 10], "title": {"text": "time since start (h:mm:ss)"},
+                      "showgrid": True},
+            "yaxis": {"domain": [0.12, 1.0], "title": {"text": "ECG (ADC counts, filtered)"},
+                      "zeroline": False},
+            "yaxis2": {"domain": [0.0, 0.08], "range": [-1, 1], "showticklabels": False,
+                       "showgrid": False, "zeroline": False, "title": {"text": "bin."}},
+            "annotations": [],
+        },
+    }
+
+
+def layout(**_query) -> html.Div:
+    """Source choice, Start/Stop, readouts, the scrolling graph and the recent beats."""
+    options, default = _record_options()
+    return html.Div(
+        [
+            html.H2("Live"),
+            html.P(
+                "Record an Arduino + AD8232 board (acquisition/arduino/README.md) or play an "
+                "MIT-BIH record through the simulated board. Beats are detected and "
+                "labelled by both models as they arrive; Stop saves the recording and "
+                "opens it in the record view (visible only to this browser tab).",
+                className="text-muted",
+            ),
+            dbc.Row(
+                [
+                    dbc.Col(
+                        [
+                            dbc.Label("Source", html_for="live-source"),
+                            dbc.InputGroup(
+                                [
+                                    dcc.Dropdown(id="live-source", value=SIMULATOR,
+                                                 options=_source_options(), clearable=False,
+                                                 style={"minWidth": "320px"}),
+                                    dbc.Button("↻", id="live-refresh", color="secondary",
+                                               outline=True, title="list the serial ports again"),
+                                ],
+                                className="flex-nowrap",
+                            ),
+                        ],
+                        md=5,
+                    ),
+                    dbc.Col(
+                        [
+                            dbc.Label("Record played by the simulator", html_for="live-record"),
+                            dcc.Dropdown(id="live-record", options=options, value=default,
+                                         clearable=False),
+                        ],
+                        md=2, id="live-record-col",
+                    ),
+                    dbc.Col(
+                        [
+                            dbc.Label("from (s)", html_for="live-start-s"),
+                            dbc.Input(id="live-start-s", type="number", min=0, step="any",
+                                      value=0),
+                        ],
+                        md=1, id="live-start-col",
+                    ),
+                    dbc.Col(
+                        [
+                            dbc.Label("Simulated faults"),
+                            dcc.Checklist(id="live-faults",
+                                          options=[{"label": v, "value": k}
+                                                   for k, v in FAULTS.items()],
+                                          value=[], inputClassName="me-1",
+                                          labelClassName="me-3 small"),
+                        ],
+                        md=4, id="live-faults-col",
+                    ),
+                ],
+                className="mb-2",
+            ),
+            html.Div(
+                [
+                    dbc.Button("Start", id="live-start", color="success", className="me-2"),
+                    dbc.Button("Stop", id="live-stop", color="danger", outline=True,
+                               className="me-3"),
+                    dcc.Loading(html.Span(id="live-control"), type="dot",
+                                parent_style={"display": "inline-block"}),
+                ],
+                className="mb-2",
+            ),
+            html.Div(
+                [
+                    dbc.Badge("idle", id="live-state", color="secondary", className="me-2 p-2"),
+                    dbc.Badge("leads: –", id="live-leads", color="secondary",
+                              className="me-2 p-2"),
+                    html.Span("heart rate –", id="live-hr", className="me-3 fw-bold"),
+                    html.Span("0 beats", id="live-nbeats", className="me-3"),
+                    html.Span("label latency –", id="live-latency", className="me-3"),
+                    html.Span(id="live-counts", className="me-3 small"),
+                ],
+                className="mb-2",
+            ),
+            html.Div(id="live-alert"),
+            html.Div(id="live-saved"),
+            dcc.Graph(id="live-graph", figure=_empty_figure(),
+                      config={"displaylogo": False, "displayModeBar": False}),
+            dbc.Row(
+                [
+                    dbc.Col([html.H5("Latest beats"), html.Div(id="live-beats")], lg=7),
+                    dbc.Col([html.H5("Messages"),
+                             html.Ul(id="live-messages", className="small text-muted")], lg=5),
+                ]
+            ),
+            dcc.Interval(id="live-interval", interval=POLL_MS, disabled=False),
+        ]
+    )
+
+
+@callback(
+    Output("live-source", "options"),
+    Input("live-refresh", "n_clicks"),
+    prevent_initial_call=True,
+)
+def list_sources(_n):
+    """List the serial ports again (a board plugged in after the page was opened)."""
+    return _source_options()
+
+
+def _source_options() -> list[dict]:
+    """The simulator, then the serial ports present."""
+    from acquisition.recorder import list_ports
+
+    options = [{"label": "Simulator (plays an MIT-BIH record through a fake board)",
+                "value": SIMULATOR}]
+    try:
+        ports = list_ports()
+    except Exception:  # noqa: BLE001 -- no port listing (e.g. a container): simulator only
+        ports = []
+    options += [{"label": f"{device} — {text}" if text else device, "value": device}
+                for device, text in ports]
+    return options
+
+
+@callback(
+    Output("live-record-col", "style"),
+    Output("live-start-col", "style"),
+    Output("live-faults-col", "style"),
+    Input("live-source", "value"),
+)
+def simulator_options(source):
+    """The record, start and faults choices only matter to the simulator."""
+    shown = {} if source == SIMULATOR else {"display": "none"}
+    return shown, shown, shown
+
+
+@callback(
+    Output("live-control", "children"),
+    Output("live-interval", "disabled"),
+    Input("live-start", "n_clicks"),
+    Input("live-stop", "n_clicks"),
+    State("live-source", "value"),
+    State("live-record", "value"),
+    State("live-start-s", "value"),
+    State("live-faults", "value"),
+    State("session-id", "data"),
+    prevent_initial_call=True,
+)
+def start_stop(_start, _stop, source, record, start_s, faults, session_id):
+    """Start a stream (replacing this session's previous one) or stop it."""
+    reg = registry()
+    if ctx.triggered_id == "live-stop":
+        live = reg.stop(session_id)
+        if live is None:
+            return "Nothing is running.", dash.no_update
+        # The poll that follows shows the final state and the link to the saved record.
+        return "", False
+    if not source:
+        return _danger("Choose a source."), dash.no_update
+    try:
+        live = reg.create(session_id)
+        if source == SIMULATOR:
+            from ecgcore.catalog import record_path
+
+            if not record:
+                raise LiveError("choose a record for the simulator")
+            faults = set(faults or [])
+            live.start_simulator(
+                record_path(record, context.config().records_dir),
+                start_s=max(0.0, float(start_s or 0.0)), speed=1.0,
+                leads_off_per_min=2.0 if "leads_off" in faults else 0.0,
+                drop_rate=0.01 if "drops" in faults else 0.0,
+                noise_mv=0.05 if "noise" in faults else 0.0,
+            )
+        else:
+            # Only a port the server itself lists: the browser's choice is not a path to open.
+            if source not in {option["value"] for option in _source_options()}:
+                raise LiveError(f"{source} is not a serial port of this computer (any more): "
+                                "list the ports again")
+            live.start_port(str(source))
+    except EcgError as error:
+        reg.stop(session_id)
+        return _danger(str(error)), False
+    except Exception as error:  # noqa: BLE001 -- the page must keep working
+        reg.stop(session_id)
+        return _danger(f"the stream could not start ({type(error).__name__}: {error})"), False
+    return "", False
+
+
+def _danger(text: str) -> dbc.Alert:
+    return dbc.Alert(text, color="danger", className="d-inline-block py-1 px-2 mb-0",
+                     id="live-error")
+
+
+def _register(live: LiveSession, session_id: str) -> str | None:
+    """Make the saved file a record of this browser session (once); its record id."""
+    with _register_lock:
+        if live.record_id is not None:
+            return live.record_id
+        path = live.saved_path()
+        if path is None:
+            return None
+        from ecgcore.io import read
+
+        recording = read(str(path))
+        started = live.started_wall.strftime("%Y-%m-%d %H:%M:%S UTC")
+        recording.meta["title"] = f"Live recording of {started} ({live.source})"
+        record_id = UPLOAD_PREFIX + new_token()
+        context.sessions().put(session_id, record_id, recording)
+        live.record_id = record_id
+        return record_id
+
+
+def _saved(live: LiveSession, session_id: str):
+    try:
+        record_id = _register(live, session_id)
+    except EcgError as error:
+        return dbc.Alert(f"The recording was saved to {live.out_path} but cannot be opened: "
+                         f"{error}", color="warning")
+    if record_id is None:
+        return dbc.Alert("Nothing was recorded.", color="secondary", id="live-nothing")
+    stats = live.stats()
+    return dbc.Alert(
+        [
+            f"Recording saved ({format_hms(stats['signal_s'])}, {stats['n_beats']} beats). ",
+            dcc.Link("Open it in the record view", href=f"/record/{record_id}",
+                     id="live-open", className="alert-link"),
+        ],
+        color="success",
+    )
+
+
+def _badge_state(stats: dict) -> tuple[str, str]:
+    state = stats["state"]
+    colour = {"recording": "success", "waiting": "info", "starting": "info",
+              "stopped": "secondary", "failed": "danger"}.get(state, "secondary")
+    text = {"waiting": "waiting for the device", "recording": "● recording"}.get(state, state)
+    return text, colour
+
+
+def _ms(value: float | None) -> str:
+    return "–" if value is None or not math.isfinite(value) else f"{value * 1000:.0f} ms"
+
+
+def _beats_table(live: LiveSession) -> dbc.Table:
+    rows = []
+    for beat in reversed(live.beats()[-RECENT_BEATS:]):
+        rows.append(html.Tr([
+            html.Td(format_hms(beat.time_s, 2)),
+            html.Td(f"{beat.aami} ({beat.aami_p:.0%})" if beat.aami else "–",
+                    style={"color": CLASS_COLOURS.get(beat.aami, "#555"), "fontWeight": 600}),
+            html.Td(f"{beat.binary} ({beat.binary_p:.0%})" if beat.binary else "–",
+                    style={"color": BINARY_COLOURS.get(beat.binary, "#555")}),
+            html.Td(_ms(beat.latency_s)),
+            html.Td("yes" if beat.next_rr_known else "local mean"),
+        ], className="live-beat-row"))
+    header = html.Thead(html.Tr([html.Th(h) for h in
+                                 ("R peak", "AAMI model", "binary model", "latency",
+                                  "next RR")]))
+    return dbc.Table([header, html.Tbody(rows)], size="sm", bordered=True,
+                     id="live-beats-table")
+
+
+def _figure_patch(view: dict | None) -> Patch:
+    patch = Patch()
+    if view is None:
+        return patch
+    beats = view["beats"]
+    patch["data"][0]["x"] = typed(view["t"])
+    patch["data"][0]["y"] = typed(view["y"])
+    hover = [f"{format_hms(t, 2)}<br>AAMI {a} ({pa:.0%})<br>binary {b} ({pb:.0%})"
+             if a else format_hms(t, 2)
+             for t, a, b, pa, pb in zip(beats["time_s"], beats["aami"], beats["binary"],
+                                        beats["aami_p"], beats["binary_p"], strict=True)]
+    patch["data"][1]["x"] = beats["time_s"]
+    patch["data"][1]["y"] = beats["y"]
+    patch["data"][1]["text"] = [a or "·" for a in beats["aami"]]
+    colours = [CLASS_COLOURS.get(a, "#555") for a in beats["aami"]]
+    patch["data"][1]["marker"]["color"] = colours
+    patch["data"][1]["textfont"]["color"] = colours
+    patch["data"][1]["hovertext"] = hover
+    patch["data"][2]["x"] = beats["time_s"]
+    patch["data"][2]["y"] = [0.0] * len(beats["time_s"])
+    patch["data"][2]["marker"]["color"] = [BINARY_COLOURS.get(b, "#555")
+                                          for b in beats["binary"]]
+    patch["data"][2]["hovertext"] = hover
+    start, end = view["start_s"], view["end_s"]
+    patch["layout"]["xaxis"]["range"] = [start, end]
+    patch["layout"]["xaxis"].update(time_ticks(start, end))
+    return patch
+
+
+@callback(
+    Output("live-graph", "figure"),
+    Output("live-state", "children"),
+    Output("live-state", "color"),
+    Output("live-leads", "children"),
+    Output("live-leads", "color"),
+    Output("live-hr", "children"),
+    Output("live-nbeats", "children"),
+    Output("live-latency", "children"),
+    Output("live-counts", "children"),
+    Output("live-alert", "children"),
+    Output("live-beats", "children"),
+    Output("live-messages", "children"),
+    Output("live-saved", "children"),
+    Output("live-interval", "disabled", allow_duplicate=True),
+    Input("live-interval", "n_intervals"),
+    State("session-id", "data"),
+    prevent_initial_call="initial_duplicate",
+)
+def poll(_n, session_id):
+    """Pull the visible window and the new state from this session's live stream."""
+    live = registry().get(session_id)
+    if live is None:
+        # Nothing to show: stop polling until Start.
+        return (dash.no_update,) * 13 + (True,)
+    view = live.view(max_points=MAX_POINTS)
+    stats = live.stats()
+    state_text, state_colour = _badge_state(stats)
+    if stats["n_samples"] == 0:
+        leads_text, leads_colour = "leads: –", "secondary"
+    elif stats["leads_off"]:
+        leads_text, leads_colour = "LEADS OFF", "danger"
+    else:
+        leads_text, leads_colour = "leads on", "success"
+    hr = stats["heart_rate_bpm"]
+    hr_text = f"heart rate {hr:.0f} bpm" if hr else "heart rate –"
+    what = "label latency" if stats["classified"] else "detection latency (no classifiers)"
+    latency = (f"{what}: median {_ms(stats['latency_median_s'])}, "
+               f"p95 {_ms(stats['latency_p95_s'])} ({stats['n_latency']} beats)")
+    counts = " · ".join(f"{c} {n}" for c, n in stats["counts"].items() if n)
+    alert = None
+    if stats["runs"]:
+        run = stats["runs"][-1]
+        ongoing = stats["v_streak"] >= V_RUN_MIN
+        alert = dbc.Alert(
+            [html.Strong(f"Run of {run.n_beats} consecutive V beats"),
+             f" at {format_hms(run.start_s)}–{format_hms(run.end_s)}"
+             + (" (ongoing)" if ongoing else "")
+             + (f"; {len(stats['runs'])} runs so far" if len(stats["runs"]) > 1 else "")],
+            color="danger", id="live-v-alert", className="py-2",
+        )
+    messages = [html.Li(text) for text in stats["notices"] + stats["messages"]]
+    if stats["error"]:
+        messages.insert(0, html.Li(stats["error"], className="text-danger fw-bold"))
+    saved = []
+    if stats["error"]:
+        saved.append(dbc.Alert(stats["error"], color="danger", id="live-failed"))
+    finished = live.finished
+    if finished:
+        saved.append(_saved(live, session_id))
+    return (
+        _figure_patch(view), state_text, state_colour, leads_text, leads_colour, hr_text,
+        f"{stats['n_beats']} beats", latency, counts, alert, _beats_table(live), messages,
+        saved, finished,
+    )

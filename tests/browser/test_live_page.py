@@ -1,0 +1,100 @@
+"""The Live page in a real browser: simulator -> beats labelled on the page -> Stop -> record view.
+
+Uses the server and chromium fixtures of ``tests/browser/conftest.py``; the simulator plays
+MIT-BIH 119 (N and V beats) at real speed through a pseudo-terminal.
+"""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+
+pytestmark = pytest.mark.browser
+
+BEATS_WANTED = 8
+N_BEATS = "() => parseInt(document.querySelector('#live-nbeats').textContent) || 0"
+GRAPH_STATE = """() => {
+  const g = document.querySelector('#live-graph .js-plotly-plot');
+  if (!g || !g._fullData || g._fullData.length < 3) return null;
+  return {n: g._fullData[0].x.length, labels: Array.from(g._fullData[1].text || []),
+          binary: g._fullData[2].x.length, range: g._fullLayout.xaxis.range};
+}"""
+
+
+def status(web) -> str:
+    """What the page says about the stream (for failure messages)."""
+    return " | ".join(
+        web.page.inner_text(selector)
+        for selector in ("#live-state", "#live-nbeats", "#live-control", "#live-messages")
+    )
+
+
+def test_simulated_beats_arrive_labelled_then_stop_opens_the_saved_record(web, new_web):
+    web.goto("/live")
+    web.page.wait_for_selector("#live-start")
+    web.page.wait_for_function(
+        "() => document.querySelector('#live-record')?.textContent.includes('119')"
+    )
+    polls = []
+
+    def measure(request) -> None:
+        # The size of each poll's answer: the visible window and the beats, never more.
+        if "/_dash-update-component" in request.url and "live-interval" in (
+                request.post_data or ""):
+            polls.append(request.sizes()["responseBodySize"])
+
+    web.page.on("requestfinished", measure)
+    web.page.click("#live-start")
+    try:
+        web.page.wait_for_function(f"() => ({N_BEATS})() >= {BEATS_WANTED}", timeout=60_000)
+    except Exception:
+        web.shot("live-no-beats")
+        raise AssertionError(f"no beats: {status(web)}") from None
+
+    # Beats are labelled by both models, in the table and on the graph.
+    rows = web.page.locator("#live-beats-table .live-beat-row")
+    assert rows.count() >= 5
+    first_row = [rows.nth(0).locator("td").nth(i).inner_text() for i in range(5)]
+    assert re.fullmatch(r"[NSVFQ] \(\d+%\)", first_row[1]), first_row
+    assert re.fullmatch(r"(normal|abnormal) \(\d+%\)", first_row[2]), first_row
+    assert re.fullmatch(r"\d+ ms", first_row[3]), first_row
+    graph = web.page.evaluate(GRAPH_STATE)
+    assert graph["n"] > 500, graph  # the last seconds of signal are drawn
+    assert graph["binary"] >= 3 and set(graph["labels"]) <= set("NSVFQ") and graph["labels"]
+    assert 0 < graph["range"][1] - graph["range"][0] <= 10.5  # a scrolling 10 s window
+
+    latency = web.page.inner_text("#live-latency")
+    found = re.search(r"median (\d+) ms, p95 (\d+) ms \((\d+) beats\)", latency)
+    assert found, latency
+    median_ms, p95_ms, n = (int(v) for v in found.groups())
+    print(f"\nlive page latency: median {median_ms} ms, p95 {p95_ms} ms over {n} beats")
+    assert 0 < median_ms <= p95_ms and n >= 3
+    sizes = sorted(polls)
+    print(f"poll answers: {len(sizes)}, median {sizes[len(sizes) // 2] / 1024:.1f} kB, "
+          f"largest {sizes[-1] / 1024:.1f} kB")
+    assert len(sizes) > 10 and sizes[-1] < 64 * 1024
+    assert web.page.inner_text("#live-leads") == "leads on"
+    assert "bpm" in web.page.inner_text("#live-hr")
+    web.shot("live-running")
+
+    web.page.click("#live-stop")
+    web.page.wait_for_selector("#live-open", timeout=30_000)
+    assert web.page.inner_text("#live-state") == "stopped"
+    web.shot("live-stopped")
+    web.page.click("#live-open")
+    web.page.wait_for_url(re.compile(r".*/record/upload-"))
+    web.page.wait_for_function(
+        "() => document.querySelector('#rec-title')?.textContent.includes('Live recording')"
+    )
+    web.page.wait_for_selector("#rec-wave .scatterlayer .trace")
+    web.page.wait_for_selector("#rec-summary-counts")
+    web.shot("live-saved-record")
+    web.check_clean()
+
+    # Another browser session cannot open this recording, even knowing its address.
+    other = new_web()
+    other.page.goto(web.page.url)
+    other.page.wait_for_function(
+        "() => document.querySelector('#rec-alerts')?.textContent.includes('not available')"
+    )
