@@ -4,8 +4,9 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 # chromium: browser tests; gcc-avr..libsimavr-dev: compile the Arduino sketch and run it on an
-# emulated ATmega328P (tests/test_protocol.py).
-DEBIAN_PACKAGES := chromium chromium-driver gcc-avr avr-libc arduino-core-avr libsimavr-dev
+# emulated ATmega328P (tests/test_protocol.py); redis-server: the Redis session store's tests.
+DEBIAN_PACKAGES := chromium chromium-driver gcc-avr avr-libc arduino-core-avr libsimavr-dev \
+	redis-server
 export KERAS_BACKEND := jax
 
 .PHONY: install run test test-fast bench lint debian-packages clean

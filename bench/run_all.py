@@ -20,6 +20,8 @@ SCRIPTS = [
     "explain.py",
     "rhythm.py",
     "dashboard.py",
+    "live_latency.py",
+    "load.py",
 ]
 
 

@@ -105,20 +105,6 @@ def analyze_main(argv: list[str]) -> int:
     return 1 if failures else 0
 
 
-def serve_main(argv: list[str]) -> int:
-    """``ecg serve``: start the dashboard."""
-    parser = argparse.ArgumentParser(prog="ecg serve", description="Start the dashboard.")
-    parser.add_argument("--host", default="127.0.0.1")
-    parser.add_argument("--port", type=int, default=8050)
-    parser.add_argument("--debug", action="store_true")
-    args = parser.parse_args(argv)
-    from dashboard.app import create_app
-
-    app = create_app()
-    app.run(host=args.host, port=args.port, debug=args.debug)
-    return 0
-
-
 def _lazy(module: str, function: str) -> Callable[[list[str]], int]:
     def run(argv: list[str]) -> int:
         import importlib
@@ -130,7 +116,7 @@ def _lazy(module: str, function: str) -> Callable[[list[str]], int]:
 
 COMMANDS: dict[str, Callable[[list[str]], int]] = {
     "analyze": analyze_main,
-    "serve": serve_main,
+    "serve": _lazy("dashboard.serve", "serve_main"),
     "train": _lazy("training.commands", "train_main"),
     "evaluate": _lazy("training.commands", "evaluate_main"),
     "record": _lazy("acquisition.commands", "record_main"),

@@ -11,6 +11,7 @@ record view.
 from __future__ import annotations
 
 import math
+import os
 import threading
 
 import dash
@@ -28,6 +29,7 @@ from dashboard.components.figures import (
 )
 from dashboard.live import V_RUN_MIN, LiveError, LiveRegistry, LiveSession
 from dashboard.records import UPLOAD_PREFIX
+from dashboard.serve import WORKERS_ENV
 from dashboard.state import new_token
 from ecgcore.errors import EcgError
 
@@ -259,6 +261,14 @@ def start_stop(_start, _stop, source, record, start_s, faults, session_id):
         return "", False
     if not source:
         return _danger("Choose a source."), dash.no_update
+    workers = int(os.environ.get(WORKERS_ENV, "1") or 1)
+    if workers > 1:
+        # A stream lives in the worker that started it; polls reaching another worker
+        # would find nothing, so refuse clearly rather than freeze.
+        return _danger(
+            f"Live capture needs the server to run as one process (it runs {workers} "
+            "workers): restart it with `ecg serve --workers 1`."
+        ), dash.no_update
     try:
         live = reg.create(session_id)
         if source == SIMULATOR:
