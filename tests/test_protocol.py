@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from system_tools import require_system_tool
 
 from acquisition.protocol import (
     SEQ_MODULUS,
@@ -168,8 +169,7 @@ def test_sketch_on_an_emulated_atmega328p(tmp_path):
     """The real sketch, compiled for an Uno and run cycle-exact on simavr."""
     check = _sketch_check()
     missing = check.missing_tools()
-    if missing:
-        pytest.skip("AVR toolchain/simavr not installed: " + "; ".join(missing))
+    require_system_tool(not missing, "AVR toolchain/simavr not installed: " + "; ".join(missing))
     elf, harness, flash = check.build(tmp_path)
     assert flash < 32_256
     for rate, seconds in ((360, 6.0), (250, 1.5), (500, 1.5)):
@@ -200,8 +200,7 @@ def test_sketch_on_an_emulated_atmega328p(tmp_path):
 def test_sketch_rate_commands_on_an_emulated_atmega328p(tmp_path):
     check = _sketch_check()
     missing = check.missing_tools()
-    if missing:
-        pytest.skip("AVR toolchain/simavr not installed: " + "; ".join(missing))
+    require_system_tool(not missing, "AVR toolchain/simavr not installed: " + "; ".join(missing))
     elf, harness, _ = check.build(tmp_path)
     log = check.simulate_board(elf, harness, 360, 1.0, command="R500")
     parsed = [(cycle, parse_line(text.encode("latin-1"))) for cycle, text in log.lines]

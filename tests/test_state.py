@@ -12,6 +12,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from system_tools import require_system_tool
 
 from dashboard.state import (
     DiskSessions,
@@ -142,8 +143,9 @@ REDIS_SERVER = shutil.which("redis-server")
 @pytest.fixture(scope="module")
 def redis_url(tmp_path_factory):
     """A private redis-server (Debian's) on a free loopback port, without persistence."""
-    if REDIS_SERVER is None:
-        pytest.skip("redis-server is not installed (apt-get install redis-server)")
+    require_system_tool(
+        REDIS_SERVER is not None, "redis-server is not installed (apt-get install redis-server)"
+    )
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]

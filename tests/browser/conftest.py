@@ -16,6 +16,7 @@ from pathlib import Path
 from urllib.parse import urlparse
 
 import pytest
+from system_tools import require_system_tool
 
 REPO = Path(__file__).resolve().parents[2]
 SHARED_DATA = REPO.parent / "shared" / "data"
@@ -75,8 +76,9 @@ class Chromium:
 @pytest.fixture(scope="session")
 def chromium():
     """One headless Debian chromium for the session (never `playwright install`)."""
-    if not CHROMIUM.exists():
-        pytest.skip(f"{CHROMIUM} is missing: `make test` installs Debian's chromium")
+    require_system_tool(
+        CHROMIUM.exists(), f"{CHROMIUM} is missing: `make test` installs Debian's chromium"
+    )
     from playwright.sync_api import sync_playwright
 
     # A folder of this session only: two test runs at once must not share (or delete)
