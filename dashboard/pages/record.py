@@ -7,6 +7,7 @@ recordings share this page. The heavy part (reading, the cached analysis) runs o
 
 from __future__ import annotations
 
+from typing import Any
 from urllib.parse import quote
 
 import dash
@@ -212,7 +213,55 @@ def _summary(prepared: PreparedRecord) -> html.Div:
         ]
     children.append(html.P(f"{s.get('n_disagree', 0)} beat(s) with a disagreement "
                            "(models with each other or with the reference).", className="small"))
+    if prepared.analysis is not None:
+        children += _rhythm_and_hrv(prepared.analysis.rhythm_summary, prepared.analysis.hrv)
     return html.Div(children)
+
+
+def _number(value: Any, fmt: str) -> str:
+    return "–" if value is None else format(value, fmt)
+
+
+def _rhythm_and_hrv(rhythm: dict[str, Any], hrv: dict[str, Any]) -> list[Any]:
+    """AF burden, episodes per rhythm and the HRV figures, as ecgcore computed them."""
+    out: list[Any] = []
+    if rhythm:
+        out.append(html.P(
+            f"Atrial fibrillation burden {_number(rhythm.get('af_burden_pct'), '.1f')} % "
+            f"({rhythm.get('af_episodes', 0)} episode(s), "
+            f"{_number(rhythm.get('af_total_s'), '.0f')} s); unreadable "
+            f"{_number(rhythm.get('noise_pct'), '.1f')} % of the time.",
+            id="rec-summary-af",
+        ))
+        rows = [
+            html.Tr([html.Td(v.get("name", code)), html.Td(v.get("count")),
+                     html.Td(_number(v.get("total_s"), ".0f")),
+                     html.Td(_number(v.get("longest_s"), ".0f"))])
+            for code, v in sorted(rhythm.get("by_label", {}).items())
+        ]
+        if rows:
+            out.append(dbc.Table(
+                [html.Thead(html.Tr([html.Th(h) for h in
+                                     ("rhythm found", "episodes", "total s", "longest s")])),
+                 html.Tbody(rows)],
+                size="sm", bordered=True, id="rec-summary-rhythm",
+            ))
+    if hrv and hrv.get("sdnn_ms") is not None:
+        frequency = hrv.get("frequency") or {}
+        parts = [
+            f"mean NN {_number(hrv.get('mean_nn_ms'), '.0f')} ms",
+            f"SDNN {_number(hrv.get('sdnn_ms'), '.1f')} ms",
+            f"RMSSD {_number(hrv.get('rmssd_ms'), '.1f')} ms",
+            f"pNN50 {_number(hrv.get('pnn50_pct'), '.1f')} %",
+        ]
+        if frequency.get("lf_hf") is not None:
+            parts.append(f"LF/HF {_number(frequency.get('lf_hf'), '.2f')}")
+        out.append(html.P(
+            "HRV (NN intervals only, AF and unreadable stretches left out): " + ", ".join(parts)
+            + f"; {_number(hrv.get('nn_fraction'), '.0%')} of intervals were NN.",
+            id="rec-summary-hrv", className="small",
+        ))
+    return out
 
 
 @callback(

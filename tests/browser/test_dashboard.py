@@ -102,6 +102,20 @@ def test_record_208_shows_waveform_markers_and_labels(web):
     web.check_clean()
 
 
+def test_record_201_shows_af_episodes_burden_and_hrv(web):
+    import re
+
+    web.goto("/record/201")
+    web.page.wait_for_selector("#rec-summary-af", timeout=120_000)
+    burden = float(re.search(r"burden ([0-9.]+) %", web.page.inner_text("#rec-summary-af"))[1])
+    # 201 is about a third atrial fibrillation by its reference annotations.
+    assert 15.0 < burden < 60.0
+    assert "Atrial fibrillation" in web.page.inner_text("#rec-summary-rhythm")
+    assert "SDNN" in web.page.inner_text("#rec-summary-hrv")
+    web.shot("record-201-rhythm")
+    web.check_clean()
+
+
 def drag_zoom(web, start: float, width: float) -> None:
     """Drag a zoom box over the waveform, from ``start`` for ``width`` (plot fractions)."""
     box = web.page.locator("#rec-wave .nsewdrag").first.bounding_box()
