@@ -28,12 +28,17 @@ def main() -> None:
     rows = {}
     for name, start in RUNS:
         result = measure(str(mitdb_dir() / name), args.seconds, start_s=start)
+        reference = result.get("reference") or {}
         rows[f"{name}@{start:g}s"] = {
-            k: result.get(k)
-            for k in (
-                "latency_median_s", "latency_p95_s", "latency_max_s", "n_latency",
-                "startup_latency_max_s", "sensitivity", "ppv",
-            )
+            **{
+                k: result.get(k)
+                for k in (
+                    "latency_median_s", "latency_p95_s", "latency_max_s", "n_latency",
+                    "startup_latency_max_s", "state", "error",
+                )
+            },
+            "sensitivity": reference.get("sensitivity"),
+            "ppv": reference.get("ppv"),
         }
     lines = [
         "# Live latency (R-peak sample arrival -> labels of both models)",
@@ -44,12 +49,20 @@ def main() -> None:
         "| run | beats | median ms | p95 ms | max ms | detection Se / PPV |",
         "| --- | --- | --- | --- | --- | --- |",
     ]
+    def ms(value: float | None) -> str:
+        return "–" if value is None else f"{value * 1000:.0f}"
+
+    def ratio(value: float | None) -> str:
+        return "–" if value is None else f"{value:.3f}"
+
     for run, r in rows.items():
         lines.append(
-            f"| {run} | {r['n_latency']} | {r['latency_median_s'] * 1000:.0f} | "
-            f"{r['latency_p95_s'] * 1000:.0f} | {r['latency_max_s'] * 1000:.0f} | "
-            f"{r['sensitivity']:.3f} / {r['ppv']:.3f} |"
+            f"| {run} | {r['n_latency']} | {ms(r['latency_median_s'])} | "
+            f"{ms(r['latency_p95_s'])} | {ms(r['latency_max_s'])} | "
+            f"{ratio(r['sensitivity'])} / {ratio(r['ppv'])} |"
         )
+        if r.get("error"):
+            lines.append(f"|  | error: {r['error']} | | | | |")
     write_results("live_latency", {"machine": machine(), "runs": rows}, "\n".join(lines) + "\n")
 
 
