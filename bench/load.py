@@ -1,6 +1,6 @@
 """Load test: simulated users against ``ecg serve`` (gunicorn) on loopback.
 
-Starts the server itself (``--workers 2 --threads 4`` by default, a fresh session store),
+Starts the server itself (``ecg serve``'s default workers and threads, a fresh session store),
 then runs N simulated users (asyncio + aiohttp) for a fixed time. Each user has its own
 session id, like a browser tab, and loops over: loading a page, opening an MIT-BIH record
 (the record view's callback), zooming (the waveform's relayout callback), explaining a
@@ -42,6 +42,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from bench.common import machine, mitdb_dir, write_results  # noqa: E402
+from dashboard.serve import DEFAULT_THREADS, DEFAULT_WORKERS  # noqa: E402
 
 RECORDS = ("100", "105", "208", "119")
 """Records the users browse (few enough to stay prepared in each worker's memory)."""
@@ -378,8 +379,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--users", type=int, default=20)
     parser.add_argument("--duration", type=float, default=120.0, help="seconds of load")
     parser.add_argument("--quick", action="store_true", help="20 s of load instead")
-    parser.add_argument("--workers", type=int, default=2)
-    parser.add_argument("--threads", type=int, default=4)
+    parser.add_argument("--workers", type=int, default=DEFAULT_WORKERS)
+    parser.add_argument("--threads", type=int, default=DEFAULT_THREADS)
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--no-write", action="store_true", help="print only")
     args = parser.parse_args(argv)
