@@ -30,7 +30,6 @@ import json
 import os
 import random
 import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -44,6 +43,10 @@ sys.path.insert(0, str(ROOT))
 from bench.common import machine, mitdb_dir, write_results  # noqa: E402
 from dashboard.serve import DEFAULT_THREADS, DEFAULT_WORKERS  # noqa: E402
 
+# The process helpers the serving tests use, rather than a second copy of them.
+sys.path.insert(0, str(ROOT / "tests"))
+from dash_client import children_of, free_port  # noqa: E402
+
 RECORDS = ("100", "105", "208", "119")
 """Records the users browse (few enough to stay prepared in each worker's memory)."""
 BEATS = (3, 10, 25, 40)
@@ -55,12 +58,6 @@ TARGET_P95_S = 1.0
 # --------------------------------------------------------------------------- the server
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def rss_kib(pid: int) -> int:
     """Resident memory of one process (KiB), 0 when it is gone."""
     try:
@@ -70,19 +67,6 @@ def rss_kib(pid: int) -> int:
     except OSError:
         pass
     return 0
-
-
-def children(pid: int) -> list[int]:
-    out = []
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
-            except OSError:
-                continue
-            if int(fields[1]) == pid:
-                out.append(int(entry.name))
-    return out
 
 
 def start_server(workers: int, threads: int, folder: Path) -> tuple[subprocess.Popen, str]:
@@ -408,14 +392,14 @@ def main(argv: list[str] | None = None) -> int:
                     time.sleep(0.5)
             print(f"server up at {base}; warming up the records", flush=True)
             asyncio.run(warm_up(base, files))
-            pids = [process.pid, *children(process.pid)]
+            pids = [process.pid, *children_of(process.pid)]
             start_mib = sum(rss_kib(p) for p in pids) / 1024
             loadavg_before = os.getloadavg()
             peak = [start_mib]
 
             async def sample_memory(stop: asyncio.Event) -> None:
                 while not stop.is_set():
-                    current = [process.pid, *children(process.pid)]
+                    current = [process.pid, *children_of(process.pid)]
                     peak[0] = max(peak[0], sum(rss_kib(p) for p in current) / 1024)
                     with contextlib.suppress(TimeoutError):
                         await asyncio.wait_for(stop.wait(), 2.0)
@@ -432,7 +416,7 @@ def main(argv: list[str] | None = None) -> int:
             started = time.monotonic()
             stats = asyncio.run(measured())
             elapsed = time.monotonic() - started
-            pids = [process.pid, *children(process.pid)]
+            pids = [process.pid, *children_of(process.pid)]
             end = {p: rss_kib(p) / 1024 for p in pids}
             loadavg_after = os.getloadavg()
         finally:
