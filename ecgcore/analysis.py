@@ -227,7 +227,8 @@ def analyze(
     warnings: list[str] = []
     start = time.perf_counter()
     x360, index = prepare_lead(recording, lead)
-    n_missing = int(np.sum(~np.isfinite(recording.signal[:, index])))
+    raw_missing = ~np.isfinite(recording.signal[:, index])
+    n_missing = int(raw_missing.sum())
     if n_missing:
         warnings.append(
             f"{n_missing} missing sample(s) were interpolated; beats there are unreliable"
@@ -261,7 +262,6 @@ def analyze(
     from ecgcore.rhythm import ecg_rhythm, rhythm_summary
 
     missing360 = None
-    raw_missing = ~np.isfinite(recording.signal[:, index])
     if raw_missing.any():
         nearest = np.round(np.arange(x360.size) * recording.fs / INTERNAL_FS).astype(np.int64)
         missing360 = raw_missing[np.clip(nearest, 0, raw_missing.size - 1)]
