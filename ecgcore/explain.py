@@ -180,7 +180,7 @@ def integrated_gradients(
     index: int,
     model: str = "aami",
     *,
-    steps: int = 64,
+    steps: int = 256,
     segment: int = SEGMENT_SAMPLES,
 ) -> dict:
     """Integrated gradients of one beat, in the same features as :func:`explain_beat`.

@@ -67,7 +67,7 @@ def test_quick_training_run_end_to_end(mitdb, tmp_path, capsys):
         assert set(card["figures"]) >= {"reference", "end_to_end", "intra_patient"}
         assert (out / f"{name}.md").read_text().startswith(f"# Model card: {name}")
         history = json.loads((out / f"{name}_history.json").read_text())
-        assert len(history["members"][0]) == 1  # one epoch
+        assert len(history["histories"][0]) == 1  # one epoch
     classifiers = load_classifiers(out)
     assert classifiers.aami.n_classes == 5
     report = tmp_path / "evaluation.json"
@@ -87,3 +87,26 @@ def test_missing_data_dir_is_a_clear_error(tmp_path, capsys):
 
     assert train_main(["--quick", "--data", str(tmp_path), "--out", str(tmp_path / "m")]) == 1
     assert "no MIT-BIH" in capsys.readouterr().err
+
+
+def test_cross_validation_holds_each_patient_out_once(mitdb):
+    """Every beat is predicted once, by a network that never saw its patient."""
+    from dataclasses import replace
+
+    from training.commands import QUICK_TRAIN_RECORDS
+    from training.train import TrainConfig, cross_validate
+
+    beats = build_dataset(mitdb, QUICK_TRAIN_RECORDS)
+    config = replace(TrainConfig(), epochs=1, normal_fraction=0.1)
+    seen = []
+    cv = cross_validate(beats, "aami", config, n_folds=2,
+                        on_fold=lambda k, held: seen.append(list(held)))
+    assert seen == cv.folds
+    flat = [r for f in cv.folds for r in f]
+    assert sorted(flat) == sorted(QUICK_TRAIN_RECORDS) and len(flat) == len(set(flat))
+    assert cv.probs.shape == (len(beats), 5) and cv.true.shape == (len(beats),)
+    np.testing.assert_allclose(cv.probs.sum(axis=1), 1.0, atol=1e-4)
+    # The pooled targets are the held-out records' own labels, fold by fold.
+    for k, held in enumerate(cv.folds):
+        np.testing.assert_array_equal(cv.true[cv.fold_of == k],
+                                      beats.of_records(held).labels)

@@ -31,7 +31,7 @@ def library_versions() -> dict:
     }
 
 
-def make_card(name: str, *, model, train_config: dict, seeds: list[int], train_seconds: float,
+def make_card(name: str, *, model, train_config: dict, seed: int, train_seconds: float,
               n_train_beats: dict, evaluation: dict, quick: bool) -> dict:
     """The card of one model as a dict (figures copied from ``evaluation``)."""
     from ecgcore.beats import (
@@ -68,9 +68,8 @@ def make_card(name: str, *, model, train_config: dict, seeds: list[int], train_s
             },
         },
         "architecture": {
-            "kind": "ensemble (mean of softmax) of residual 1-D CNNs + dense RR branch",
-            "members": len(seeds),
-            "seeds": list(seeds),
+            "kind": "residual 1-D CNN over the beat + dense branch over the RR features",
+            "seed": seed,
             "parameters": int(model.count_params()),
             "train_config": train_config,
         },
@@ -137,8 +136,7 @@ def card_markdown(card: dict) -> str:
         f"- Input: {data['input']['window_samples'][0]} + {data['input']['window_samples'][1]} "
         f"samples at 360 Hz, channels {data['input']['waveform_channels']}, RR features "
         f"{data['input']['rr_features']}, built by `{data['input']['built_by']}`",
-        f"- Architecture: {arch['kind']}; {arch['members']} members (seeds {arch['seeds']}); "
-        f"{arch['parameters']} parameters",
+        f"- Architecture: {arch['kind']}; seed {arch['seed']}; {arch['parameters']} parameters",
         f"- Training settings: `{json.dumps(arch['train_config'])}`",
         f"- Training time: {card['training_seconds']} s",
         f"- Libraries: {card['library_versions']}",
@@ -153,11 +151,15 @@ def card_markdown(card: dict) -> str:
             lines.append("")
     members = card.get("ds2_reference_per_member")
     if members:
-        lines += ["#### Each ensemble member alone (DS2, reference positions): the seed spread",
-                  "", "| member | " + " | ".join(members[0]) + " |",
-                  "|---" * (len(members[0]) + 1) + "|"]
-        for k, row in enumerate(members):
-            lines.append(f"| {k} | " + " | ".join(_pct(v) for v in row.values()) + " |")
+        columns = [k for k in members[0] if k != "seed"]
+        lines += ["#### The same training with other seeds (DS2, reference positions): the "
+                  "seed spread", "",
+                  "The served network is the first row; the others are not served.", "",
+                  "| seed | " + " | ".join(columns) + " |",
+                  "|---" * (len(columns) + 1) + "|"]
+        for row in members:
+            lines.append(f"| {row['seed']} | " + " | ".join(_pct(row[c]) for c in columns)
+                         + " |")
         lines.append("")
     return "\n".join(lines) + "\n"
 

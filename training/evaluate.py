@@ -12,6 +12,8 @@ Three evaluations of the shipped models, all through the serving code path
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 
 from training.dataset import AAMI_CLASSES, BINARY_CLASSES
@@ -137,28 +139,36 @@ def evaluate_reference(classifiers, data_dir, records) -> dict:
 
 
 def member_spread(classifiers, data_dir, records) -> dict:
-    """DS2 figures of each ensemble member alone: how much one seed's result swings."""
-    from ecgcore.inference import JittedModel
+    """DS2 figures of the served network and of the same training with other seeds.
+
+    The other seeds' networks (``<model>_seed<k>.keras`` beside the served ones, written by
+    ``ecg train``) only show how much a result depends on the seed; they are not served.
+    """
+    from ecgcore.inference import JittedModel, load_model_file
+    from training.commands import SERVED_SEED
     from training.dataset import build_dataset
 
     beats = build_dataset(data_dir, records)
+    folder = Path(classifiers.models_dir)
     out = {}
     for name in ("binary", "aami"):
-        model = classifiers.model(name).model
-        members = [layer for layer in model.layers if hasattr(layer, "layers")]
+        networks = [(SERVED_SEED, classifiers.model(name))]
+        for path in sorted(folder.glob(f"{name}_seed*.keras")):
+            seed = int(path.stem.rsplit("_seed", 1)[1])
+            networks.append((seed, JittedModel(load_model_file(path), name)))
         rows = []
-        for member in members:
-            probs = JittedModel(member, name)(beats.waveforms, beats.rr)
+        for seed, network in networks:
+            probs = network(beats.waveforms, beats.rr)
             if name == "aami":
                 fig = aami_figures(beats.labels, probs)
                 pc = fig["per_class"]
-                rows.append({"accuracy": fig["accuracy"], **{
+                rows.append({"seed": seed, "accuracy": fig["accuracy"], **{
                     f"{c}_{k}": pc[c][k] for c in ("N", "S", "V", "F")
                     for k in ("sensitivity", "ppv")}})
             else:
                 fig = binary_figures(beats.binary, probs[:, 1])
-                rows.append({k: fig[k] for k in ("accuracy", "abnormal_sensitivity",
-                                                  "specificity", "abnormal_ppv")})
+                rows.append({"seed": seed, **{k: fig[k] for k in (
+                    "accuracy", "abnormal_sensitivity", "specificity", "abnormal_ppv")}})
         out[name] = rows
     return out
 

@@ -20,15 +20,17 @@ import numpy as np
 
 from ecgcore.beats import RR_FEATURE_NAMES
 from training.architectures import ArchConfig
-from training.dataset import DS1, build_dataset, patient_folds
+from training.dataset import DS1, build_dataset
 from training.evaluate import aami_figures, binary_figures, summary_score
-from training.train import TrainConfig, predict, train_one
+from training.train import TrainConfig, cross_validate
 
 HERE = Path(__file__).resolve().parent
 RESULTS = HERE / "experiments.json"
 REPORT = HERE / "EXPERIMENTS.md"
 
-BASE = TrainConfig()
+BASE = TrainConfig(epochs=12, arch=ArchConfig())
+SMALL = ArchConfig(filters=(8, 16, 32), stem_stride=3)
+SMALL_WIDE_RR = replace(SMALL, rr_units=32, dense=48)
 CONFIGS: dict[str, tuple[str, TrainConfig]] = {
     "base": ("aami", BASE),
     "no_sinus_rr": ("aami", replace(BASE, rr_drop=(10, 11, 12))),
@@ -40,6 +42,14 @@ CONFIGS: dict[str, tuple[str, TrainConfig]] = {
     "wider": ("aami", replace(BASE, arch=ArchConfig(filters=(24, 48, 48), dense=48))),
     "longer": ("aami", replace(BASE, epochs=20)),
     "binary_base": ("binary", BASE),
+    "small": ("aami", replace(BASE, arch=SMALL)),
+    "small_binary": ("binary", replace(BASE, arch=SMALL)),
+    "small_longer": ("aami", replace(BASE, arch=SMALL, epochs=20)),
+    "small_weight75": ("aami", replace(BASE, arch=SMALL, weight_power=0.75)),
+    "small_one_channel": ("aami", replace(BASE, arch=replace(SMALL, channels=1))),
+    "small_wide_rr": ("aami", replace(BASE, arch=SMALL_WIDE_RR)),
+    "small_wide_rr_longer": ("aami", replace(BASE, arch=SMALL_WIDE_RR, epochs=20)),
+    "small_wide_rr_binary": ("binary", replace(BASE, arch=SMALL_WIDE_RR)),
 }
 
 
@@ -47,27 +57,22 @@ def run(name: str, n_folds: int = 4, seed: int = 0, log=print) -> dict:
     """Train on 3/4 of DS1's patients and score on the rest, for each fold."""
     task, config = CONFIGS[name]
     beats = build_dataset(records=DS1)
-    folds = patient_folds(beats, n_folds)
-    pooled_true, pooled_prob, per_fold = [], [], []
     t0 = time.perf_counter()
-    for k, held in enumerate(folds):
-        train = beats.of_records([r for r in DS1 if r not in held])
-        val = beats.of_records(held)
-        if config.rr_drop:
-            val.rr = val.rr.copy()
-            val.rr[:, list(config.rr_drop)] = 1.0
-        model, history = train_one(train, task, config, seed + k)
-        p = predict(model, val, task)
-        true = val.binary if task == "binary" else val.labels
-        fig = binary_figures(true, p[:, 1]) if task == "binary" else aami_figures(true, p)
+
+    def figures(true, prob):
+        return binary_figures(true, prob[:, 1]) if task == "binary" else aami_figures(true, prob)
+
+    cv = cross_validate(beats, task, config, n_folds=n_folds, seed=seed,
+                        on_fold=lambda k, held: log(f"{name} fold {k} done"))
+    per_fold = []
+    for k, held in enumerate(cv.folds):
+        mine = cv.fold_of == k
+        fig = figures(cv.true[mine], cv.probs[mine])
         per_fold.append({"records": held, "figures": fig,
-                         "train_seconds": round(sum(h["seconds"] for h in history), 1)})
-        pooled_true.append(true)
-        pooled_prob.append(p)
+                         "train_seconds": round(sum(h["seconds"] for h in cv.histories[k]), 1)})
         log(f"{name} fold {k}: {_short(fig, task)}")
-    true = np.concatenate(pooled_true)
-    prob = np.concatenate(pooled_prob)
-    pooled = binary_figures(true, prob[:, 1]) if task == "binary" else aami_figures(true, prob)
+    true, prob = cv.true, cv.probs
+    pooled = figures(true, prob)
     result = {
         "name": name,
         "task": task,
@@ -82,8 +87,24 @@ def run(name: str, n_folds: int = 4, seed: int = 0, log=print) -> dict:
         "seconds": round(time.perf_counter() - t0, 1),
         "date": datetime.now(UTC).isoformat(timespec="seconds"),
     }
+    if task == "binary":
+        result["operating_points"] = operating_points(true, prob[:, 1])
     log(f"{name} pooled: {_short(pooled, task)}")
     return result
+
+
+def operating_points(true_abnormal: np.ndarray, p_abnormal: np.ndarray) -> list[dict]:
+    """Abnormal sensitivity and specificity of the pooled held-out beats per threshold.
+
+    The binary model's decision threshold is chosen from these (patient-wise, DS1 only).
+    """
+    points = []
+    for threshold in np.round(np.arange(0.05, 0.96, 0.05), 2):
+        fig = binary_figures(true_abnormal, p_abnormal, float(threshold))
+        points.append({"threshold": float(threshold),
+                       "abnormal_sensitivity": fig["abnormal_sensitivity"],
+                       "specificity": fig["specificity"]})
+    return points
 
 
 def _pct(v) -> str:

@@ -1,16 +1,16 @@
-"""Training of the two classifiers: one seed, an ensemble of seeds, patient-wise CV."""
+"""Training of the two classifiers: one network per seed, and patient-wise CV."""
 
 from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 
 import numpy as np
 
 from ecgcore.inference import JittedModel, keras
-from training.architectures import ArchConfig, build_classifier, build_ensemble
-from training.dataset import AAMI_CLASSES, BeatSet
+from training.architectures import SERVED_ARCH, ArchConfig, build_classifier
+from training.dataset import AAMI_CLASSES, BeatSet, patient_folds
 
 
 @dataclass(frozen=True)
@@ -43,7 +43,7 @@ class TrainConfig:
     normal_fraction: float = 0.35
     augment: bool = True
     rr_drop: tuple[int, ...] = ()
-    arch: ArchConfig = field(default_factory=ArchConfig)
+    arch: ArchConfig = SERVED_ARCH
 
     def to_dict(self) -> dict:
         """Plain-dict form (for cards and JSON)."""
@@ -171,28 +171,66 @@ def train_one(
     return model, history
 
 
-def train_ensemble(
-    beats: BeatSet,
-    task: str,
-    config: TrainConfig,
-    seeds: list[int],
-    *,
-    on_epoch: Callable[[int, int, dict], None] | None = None,
-    validation: BeatSet | None = None,
-):
-    """Train one member per seed and average them into one model.
-
-    Returns the ensemble model and the history of each member.
-    """
-    members, histories = [], []
-    for k, seed in enumerate(seeds):
-        cb = (lambda e, row, k=k: on_epoch(k, e, row)) if on_epoch else None
-        m, h = train_one(beats, task, config, seed, on_epoch=cb, validation=validation)
-        members.append(m)
-        histories.append(h)
-    return build_ensemble(members, name=task), histories
-
-
 def predict(model, beats: BeatSet, task: str) -> np.ndarray:
     """Softmax outputs of ``model`` on ``beats`` through the serving code path."""
     return JittedModel(model, task)(beats.waveforms, beats.rr)
+
+
+@dataclass
+class CrossValidation:
+    """Held-out predictions of a patient-wise cross-validation.
+
+    Attributes
+    ----------
+    folds : list of list of str
+        The held-out records of each fold.
+    true : np.ndarray
+        Pooled held-out targets (binary or five-class, as the task).
+    probs : np.ndarray
+        Pooled held-out softmax outputs, in the order of ``true``.
+    fold_of : np.ndarray
+        Fold index of each pooled beat.
+    histories : list of list of dict
+        Training history of each fold's network.
+    """
+
+    folds: list[list[str]]
+    true: np.ndarray
+    probs: np.ndarray
+    fold_of: np.ndarray
+    histories: list
+
+
+def cross_validate(
+    beats: BeatSet,
+    task: str,
+    config: TrainConfig,
+    *,
+    n_folds: int = 4,
+    seed: int = 0,
+    on_fold: Callable[[int, list[str]], None] | None = None,
+) -> CrossValidation:
+    """Train on all but one fold of patients and predict the held-out one, for each fold.
+
+    Records are grouped by :func:`training.dataset.patient_folds`, so no patient is on
+    both sides. Used to choose settings inside DS1 without looking at DS2.
+    """
+    folds = patient_folds(beats, n_folds)
+    records = sorted(set(beats.record.tolist()))
+    trues, probs, fold_of, histories = [], [], [], []
+    for k, held in enumerate(folds):
+        train = beats.of_records([r for r in records if r not in held])
+        val = beats.of_records(held)
+        if config.rr_drop:
+            val.rr = val.rr.copy()
+            val.rr[:, list(config.rr_drop)] = 1.0
+        model, history = train_one(train, task, config, seed + k)
+        trues.append(_targets(val, task))
+        probs.append(predict(model, val, task))
+        fold_of.append(np.full(len(val), k))
+        histories.append(history)
+        if on_fold is not None:
+            on_fold(k, held)
+    return CrossValidation(folds, np.concatenate(trues), np.concatenate(probs),
+                           np.concatenate(fold_of), histories)
+

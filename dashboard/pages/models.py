@@ -145,10 +145,12 @@ def _evaluation_section(folder: Path) -> list[Any]:
 
 
 def _history_figure(history: dict, name: str) -> dcc.Graph | None:
-    members = history.get("members") or []
+    histories = history.get("histories") or []
+    seeds = history.get("seeds") or list(range(len(histories)))
+    served = history.get("served_seed")
     data = []
     palette = ("#1565c0", "#c62828", "#2e7d32", "#ef6c00", "#6a1b9a")
-    for k, rows in enumerate(members):
+    for k, (seed, rows) in enumerate(zip(seeds, histories, strict=False)):
         if not isinstance(rows, list) or not rows:
             continue
         colour = palette[k % len(palette)]
@@ -160,15 +162,16 @@ def _history_figure(history: dict, name: str) -> dcc.Graph | None:
             if any(v is not None for v in values):
                 data.append({
                     "type": "scatter", "mode": "lines+markers", "x": epochs, "y": values,
-                    "name": f"member {k} {key}", "yaxis": axis,
+                    "name": f"seed {seed}{' (served)' if seed == served else ''} {key}",
+                    "yaxis": axis,
                     "line": {"color": colour, "dash": dash_style},
                 })
     if not data:
         return None
     return dcc.Graph(
         figure={"data": data, "layout": {
-            "title": {"text": f"{name}: training curves, per ensemble member (loss left, "
-                              "accuracy right)", "font": {"size": 13}},
+            "title": {"text": f"{name}: training curves per seed (loss left, accuracy "
+                              "right)", "font": {"size": 13}},
             "height": 300, "margin": {"l": 50, "r": 60, "t": 40, "b": 40},
             "xaxis": {"title": {"text": "epoch"}, "dtick": 1},
             "yaxis": {"title": {"text": "loss"}},
