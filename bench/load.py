@@ -41,7 +41,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from bench.common import machine, mitdb_dir, write_results  # noqa: E402
-from dashboard.serve import DEFAULT_THREADS, DEFAULT_WORKERS  # noqa: E402
+from dashboard.serve import default_threads, default_workers  # noqa: E402
 
 # The process helpers the serving tests use, rather than a second copy of them.
 sys.path.insert(0, str(ROOT / "tests"))
@@ -363,8 +363,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--users", type=int, default=20)
     parser.add_argument("--duration", type=float, default=120.0, help="seconds of load")
     parser.add_argument("--quick", action="store_true", help="20 s of load instead")
-    parser.add_argument("--workers", type=int, default=DEFAULT_WORKERS)
-    parser.add_argument("--threads", type=int, default=DEFAULT_THREADS)
+    # `ecg serve`'s defaults (ECG_SERVE_WORKERS / ECG_SERVE_THREADS override them).
+    parser.add_argument("--workers", type=int, default=default_workers())
+    parser.add_argument("--threads", type=int, default=default_threads())
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--no-write", action="store_true", help="print only")
     args = parser.parse_args(argv)
@@ -430,7 +431,9 @@ def main(argv: list[str] | None = None) -> int:
 
     result = {
         "command": "python bench/load.py" + (" --quick" if args.quick else "")
-        + ("" if args.users == 20 else f" --users {args.users}"),
+        + ("" if args.users == 20 else f" --users {args.users}")
+        + ("" if args.workers == default_workers() else f" --workers {args.workers}")
+        + ("" if args.threads == default_threads() else f" --threads {args.threads}"),
         "machine": machine(),
         "users": args.users, "duration_s": duration, "elapsed_s": elapsed,
         "workers": args.workers, "threads": args.threads,

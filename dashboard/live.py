@@ -27,20 +27,32 @@ never report a beat twice).
 Latency is measured per beat as the wall-clock time from the arrival of its R-peak sample
 in the recorder's ``on_samples`` callback to the moment its labels exist.
 
+Serving with several worker processes (:class:`LiveHub`): a stream runs in the worker that
+received Start, which publishes :meth:`LiveSession.snapshot` (plus a heartbeat) to the
+session store every worker shares; any worker answers the page's polls from there, and
+Stop from any worker is a flag in the store the owner reads. Only bounded data is
+published (the visible window, the newest beats, counters), never the whole signal: the
+recorder's CSV is the recording, registered as a record of the browser session when the
+stream ends.
+
 Nothing here imports Dash: the page (``dashboard/pages/live.py``) only calls
-:meth:`LiveSession.view` and the start/stop methods, and the tests drive it directly.
+:class:`LiveHub` (start, read, request_stop) and the tests drive both directly.
 """
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import hashlib
+import os
 import secrets
 import shutil
+import socket
 import tempfile
 import threading
 import time
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -48,6 +60,7 @@ from typing import Any
 
 import numpy as np
 
+from dashboard.state import SessionStore, new_token
 from ecgcore.errors import EcgError
 
 AAMI_CLASSES = ("N", "S", "V", "F", "Q")
@@ -120,6 +133,9 @@ class LiveBeat:
     binary_p: float
     latency_s: float
     next_rr_known: bool
+    labelled_at: float = 0.0
+    """Wall-clock time (``time.time()``) the labels existed: another process's clock can
+    tell from it how long the beat took to reach a page."""
 
 
 @dataclass
@@ -239,9 +255,10 @@ class LiveSession:
         self._sim_dir: Path | None = None
         self._source: _Source | None = None
         self._finished = threading.Event()
-        self.last_poll = time.monotonic()
-        self.record_id: str | None = None
-        """Set by the page once the saved file is registered for the record view."""
+        self._port: str | None = None
+        self._vanished: str | None = None
+        self.beats_added = threading.Event()
+        """Set when new beats are reported (the hub publishes them at once)."""
 
     # ----------------------------------------------------------------- starting
 
@@ -354,6 +371,15 @@ class LiveSession:
                     self._summary = summary
                     if self._state != "failed":
                         self._state = "stopped"
+                    if summary.stop_reason == "port lost":
+                        # The board went away and did not come back: the file ends there
+                        # (whole lines only) and the page says so, not just "stopped".
+                        self._vanished = (
+                            f"The device on {port} disappeared after "
+                            f"{summary.duration_s:.1f} s of signal and did not come back "
+                            f"within {self.settings.reconnect_s:g} s: the recording ends "
+                            "there (saved, valid up to the last whole line)."
+                        )
                 self._say(f"recording ended: {summary.describe()}")
             except AcquisitionError as error:
                 self._fail(str(error))
@@ -368,6 +394,7 @@ class LiveSession:
 
         with self._lock:
             self._state = "waiting"
+            self._port = port
         self._say(f"opening {self._source.description if self._source else port}")
         recorder = threading.Thread(target=run, name="live-recorder", daemon=True)
         analysis = threading.Thread(target=self._analysis_loop, name="live-analysis",
@@ -381,6 +408,13 @@ class LiveSession:
     def _say(self, text: str) -> None:
         with self._lock:
             self._messages.append(text)
+            # The recorder reports a lost port and its return only as messages: mirror
+            # them in the state so the page shows the outage while it lasts.
+            if self._port is not None and self._state in ("recording", "reconnecting"):
+                if text.startswith(f"port {self._port} disappeared"):
+                    self._state = "reconnecting"
+                elif text == f"reconnected to {self._port}":
+                    self._state = "recording"
 
     def _fail(self, text: str) -> None:
         with self._lock:
@@ -407,7 +441,8 @@ class LiveSession:
             self._chunks.append(_Chunk(seq.copy(), value.copy(), leads_off.copy(), arrival))
             self._last_seq = int(seq[-1])
             self._n_samples += int(seq.size)
-            self._state = "recording" if self._state == "waiting" else self._state
+            if self._state in ("waiting", "reconnecting"):
+                self._state = "recording"
             keep_from = self._last_seq - int(self.settings.context_s * self._fs) - 1
             while self._chunks and self._chunks[0].seq[-1] < keep_from:
                 self._chunks.popleft()
@@ -524,7 +559,7 @@ class LiveSession:
             # Every beat in the buffer gives context (template, RR); only the new are run.
             inputs = beat_inputs(x360, rpeaks_ok, INTERNAL_FS)
             labels = classify_beats(self._classifiers, inputs.subset(chosen))
-        done = time.monotonic()
+        done, done_wall = time.monotonic(), time.time()
         out = []
         for k, (i, next_known) in enumerate(new):
             sample = first + int(local[i])
@@ -540,10 +575,17 @@ class LiveSession:
             else:
                 aami, aami_p, binary, binary_p = "", float("nan"), "", float("nan")
             out.append(LiveBeat(sample, sample / fs, aami, aami_p, binary, binary_p,
-                                float(latency), next_known))
+                                float(latency), next_known, done_wall))
         return out
 
     def _accept(self, beats: list[LiveBeat]) -> None:
+        try:
+            self._accept_locked(beats)
+        finally:
+            if beats:
+                self.beats_added.set()
+
+    def _accept_locked(self, beats: list[LiveBeat]) -> None:
         with self._lock:
             for beat in beats:
                 self._beats.append(beat)
@@ -573,7 +615,8 @@ class LiveSession:
 
     @property
     def state(self) -> str:
-        """``starting``, ``waiting`` (for the header), ``recording``, ``stopped``, ``failed``."""
+        """``starting``, ``waiting`` (for the header), ``recording``, ``reconnecting`` (the
+        port vanished, the recorder tries to reopen it), ``stopped``, ``failed``."""
         with self._lock:
             return self._state
 
@@ -631,6 +674,7 @@ class LiveSession:
                 "runs": [VRun(r.start_s, r.end_s, r.n_beats) for r in self._runs],
                 "v_streak": len(self._v_streak),
                 "classified": self._classifiers is not None,
+                "vanished": self._vanished,
             }
         step_times = list(self._step_times)
         times = np.array([b.time_s for b in beats])
@@ -662,7 +706,6 @@ class LiveSession:
         """
         from ecgcore.signal import ecg_condition
 
-        self.last_poll = time.monotonic()
         span_s = span_s or self.settings.display_s
         snap = self._snapshot(span_s)
         if snap is None:
@@ -701,7 +744,46 @@ class LiveSession:
             },
         }
 
+    def snapshot(self, max_points: int = 1200, recent: int = 10) -> dict[str, Any]:
+        """Everything the Live page shows, as plain JSON-able data (for the shared store).
+
+        Parameters
+        ----------
+        max_points : int
+            Points of the visible window (see :meth:`view`).
+        recent : int
+            Newest beats listed in full.
+
+        Returns
+        -------
+        dict
+            ``state``, ``finished``, ``source``, ``started`` (ISO time), ``path`` (the CSV),
+            ``stats`` (:meth:`stats`, runs as dicts), ``beats`` (the newest ``recent`` as
+            dicts) and ``view`` (:meth:`view` with ``t``/``y`` as plotly.js typed arrays,
+            base64 float32), or None before the first sample.
+        """
+        from dataclasses import asdict
+
+        from dashboard.components.figures import typed
+
+        view = self.view(max_points=max_points)
+        if view is not None:
+            view["t"], view["y"] = typed(view["t"]), typed(view["y"])
+        stats = self.stats()
+        stats["runs"] = [asdict(run) for run in stats["runs"]]
+        with self._lock:
+            beats = [asdict(beat) for beat in self._beats[-recent:]] if recent else []
+        return {
+            "state": stats["state"], "finished": self.finished, "source": self.source,
+            "started": self.started_wall.isoformat(), "path": str(self.out_path),
+            "stats": stats, "beats": beats, "view": view,
+        }
+
     # ----------------------------------------------------------------- stopping
+
+    def request_stop(self) -> None:
+        """Ask the recorder to stop and return at once (:attr:`finished` tells when it has)."""
+        self._stop.set()
 
     def stop(self, timeout_s: float = 15.0) -> Path | None:
         """Stop the recorder (and simulator), wait for the threads, return the saved CSV.
@@ -731,87 +813,355 @@ class LiveSession:
         return self.out_path if self.out_path.is_file() and self._n_samples else None
 
 
-class LiveRegistry:
-    """The live sessions of a server: at most one per browser session, a few in all.
+LIVE_NAMESPACE = "live:"
+"""Prefix of the store namespace of a browser session's Live stream. It is kept apart from
+the session's uploads, so the stream's frequent writes never push an upload out of the
+session's bounded set of entries."""
+CONTROL_KEY = "control"
+"""``{"stream": id, "stop": bool}``: the session's current stream, and whether to stop it."""
+SEEN_KEY = "seen"
+"""When the page last polled (wall clock), for the owner's idle check."""
+STREAM_KEYS = 6
+"""Most entries of a Live namespace: the control, the seen time and the stream states."""
+SEEN_EVERY_S = 5.0
+"""A poll refreshes :data:`SEEN_KEY` only when the owner's copy is older than this."""
 
-    A session the page has not polled for ``idle_timeout_s`` (a closed tab) is stopped by
-    a background reaper; its file stays on disk.
+Register = Callable[[str, Path, str, str], str]
+"""``register(session_id, csv_path, started_iso, source) -> record_id``: make a saved file a
+record of the browser session (the page does it with the session store)."""
+
+
+def _state_key(stream_id: str) -> str:
+    return f"state-{stream_id}"
+
+
+@dataclass
+class _Owned:
+    """A stream run by this process."""
+
+    session_id: str
+    stream_id: str
+    live: LiveSession
+    seen: float
+    thread: threading.Thread | None = None
+    asked: bool = False
+
+    def ask_stop(self, why: str) -> None:
+        """Stop the recorder (at once) and say why, once."""
+        if not self.asked and not self.live.finished:
+            self.live._say(why)
+        self.asked = True
+        self.live.request_stop()
+
+
+class LiveHub:
+    """The Live streams of a server, whichever of its worker processes runs each one.
+
+    A stream runs in the process that received its Start: the recorder (the serial
+    reader), the analysis and, for the simulator, the fake board are threads there. A
+    publisher thread of that process writes the stream's state every ``publish_s`` into
+    the shared session store (:mod:`dashboard.state`: SQLite on disk or Redis), under a
+    namespace of the browser session that started it: what the page shows
+    (:meth:`LiveSession.snapshot`: status, errors, counters, the visible window, the
+    newest beats) plus a heartbeat. So any process answers the page's polls
+    (:meth:`read`), and Stop from any process writes a flag (:meth:`request_stop`) that
+    the owner reads on its next beat. Another browser session has another namespace and
+    never sees the stream.
+
+    When the recorder ends (Stop, the device gone, an error), the owner registers the
+    saved file as a record of the browser session (``register``) and publishes the final
+    state; it then forgets the stream (the store keeps its final state, with the store's
+    expiry and bounds). If the owner's process dies, the heartbeat stops: a poll finding
+    it older than ``stale_s`` shows the stream as ended and registers the file written so
+    far (the recorder writes whole lines only). On a clean shutdown (atexit: gunicorn's
+    SIGTERM) the owner stops its streams and publishes their final state itself.
 
     Parameters
     ----------
     root : path
         Folder under which each browser session gets its own folder of recordings.
+    store : SessionStore
+        The store shared by every process of the server.
     max_live : int
-        Most live streams running at once.
+        Most streams running at once in this process.
     idle_timeout_s : float
         Stop a stream whose page has stopped polling for this long (a hidden tab may be
         throttled by the browser to one poll a minute, so keep it well above that).
+    settings : LiveSettings, optional
+    register : callable, optional
+        See :data:`Register`; without it saved files are not registered.
+    publish_s : float
+        Period of the owner's publishing (and of its reading of the Stop flag).
+    stale_s : float
+        A running stream whose heartbeat is older than this is taken for dead.
+    classifiers : optional
+        Preloaded classifiers for every stream (default: each loads the packaged ones).
     """
 
-    def __init__(self, root: str | Path, max_live: int = 4, idle_timeout_s: float = 180.0,
-                 settings: LiveSettings | None = None) -> None:
+    def __init__(self, root: str | Path, store: SessionStore, *, max_live: int = 4,
+                 idle_timeout_s: float = 180.0, settings: LiveSettings | None = None,
+                 register: Register | None = None, publish_s: float = 0.25,
+                 stale_s: float = 15.0, max_points: int = 1200, recent_beats: int = 10,
+                 classifiers: Any = None) -> None:
         self.root = Path(root)
+        self.store = store
         self.max_live = max_live
         self.idle_timeout_s = idle_timeout_s
         self.settings = settings or LiveSettings()
-        self._sessions: dict[str, LiveSession] = {}
+        self.register = register
+        self.publish_s = publish_s
+        self.stale_s = stale_s
+        self.max_points = max_points
+        self.recent_beats = recent_beats
+        self.classifiers = classifiers
+        self.owner = f"{socket.gethostname()}:{os.getpid()}"
+        self._owned: dict[str, _Owned] = {}
         self._lock = threading.Lock()
-        self._reaper: threading.Thread | None = None
+        self._closing = threading.Event()
+        atexit.register(self.shutdown)
 
     def session_dir(self, session_id: str) -> Path:
         """The folder of one browser session's recordings (named by a hash of its id)."""
         return self.root / hashlib.sha256(session_id.encode()).hexdigest()[:20]
 
-    def get(self, session_id: str | None) -> LiveSession | None:
-        """The session's live stream (running or finished), if any."""
-        if not session_id:
-            return None
-        with self._lock:
-            return self._sessions.get(session_id)
+    @staticmethod
+    def _ns(session_id: str) -> str:
+        return LIVE_NAMESPACE + session_id
 
-    def create(self, session_id: str) -> LiveSession:
-        """A new live session for a browser session (stopping its previous one)."""
-        if not session_id:
+    def _put(self, session_id: str, key: str, value: Any) -> None:
+        self.store.put(self._ns(session_id), key, value, max_keys=STREAM_KEYS)
+
+    def running_here(self) -> int:
+        """Streams this process runs now."""
+        with self._lock:
+            return sum(not o.live.finished for o in self._owned.values())
+
+    # ------------------------------------------------------------------ starting
+
+    def start(self, session_id: str, begin: Callable[[LiveSession], None]) -> str:
+        """Start a stream for a browser session in this process (ending its previous one).
+
+        Parameters
+        ----------
+        session_id : str
+            The browser session's id.
+        begin : callable
+            Called with the new :class:`LiveSession` to start it
+            (``start_simulator``/``start_port``); what it raises is raised.
+
+        Returns
+        -------
+        str
+            The stream's id.
+        """
+        if not session_id or not isinstance(session_id, str):
             raise LiveError("this page needs its session id: reload the page")
+        self._end_previous(session_id)
         with self._lock:
-            old = self._sessions.pop(session_id, None)
-        if old is not None:
-            old.stop()
-        with self._lock:
-            running = sum(s.running for s in self._sessions.values())
+            running = sum(not o.live.finished for o in self._owned.values())
             if running >= self.max_live:
-                raise LiveError(f"{running} live streams are already running on this server "
-                                "(the limit): try again later")
-            live = LiveSession(self.session_dir(session_id), self.settings)
-            self._sessions[session_id] = live
-            if self._reaper is None:
-                self._reaper = threading.Thread(target=self._reap, name="live-reaper",
-                                                daemon=True)
-                self._reaper.start()
-        return live
-
-    def stop(self, session_id: str | None) -> LiveSession | None:
-        """Stop the session's stream (it stays readable until replaced)."""
-        live = self.get(session_id)
-        if live is not None:
-            live.stop()
-        return live
-
-    def _reap(self) -> None:
-        while True:
-            time.sleep(5.0)
-            now = time.monotonic()
+                raise LiveError(f"{running} live streams are already running in this server "
+                                "process (the limit): try again later")
+            owned = _Owned(session_id, new_token(),
+                           LiveSession(self.session_dir(session_id), self.settings,
+                                       classifiers=self.classifiers), time.time())
+            self._owned[owned.stream_id] = owned
+        try:
+            begin(owned.live)
+        except BaseException:
             with self._lock:
-                idle = [s for s in self._sessions.values()
-                        if s.running and now - s.last_poll > self.idle_timeout_s]
-                # A finished stream nobody has looked at for an hour is forgotten (its
-                # file stays on disk; the record view keeps its own copy).
-                for key, s in list(self._sessions.items()):
-                    if s.finished and now - s.last_poll > 3600.0:
-                        del self._sessions[key]
-            for live in idle:
-                live._say(f"stopped: the page was not seen for {self.idle_timeout_s:g} s")
-                live.stop()
+                self._owned.pop(owned.stream_id, None)
+            owned.live.stop()
+            raise
+        # The state first: a poll that finds the control always finds its state.
+        self._publish(owned)
+        self._put(session_id, SEEN_KEY, owned.seen)
+        self._put(session_id, CONTROL_KEY, {"stream": owned.stream_id, "stop": False})
+        owned.thread = threading.Thread(target=self._run, args=(owned,),
+                                        name="live-publisher", daemon=True)
+        owned.thread.start()
+        return owned.stream_id
+
+    def _end_previous(self, session_id: str, timeout_s: float = 20.0) -> None:
+        """Stop the session's previous stream (wherever it runs) and wait for its end.
+
+        Waiting matters for a real board: its port must be closed before it is reopened.
+        """
+        ns = self._ns(session_id)
+        control = self.store.get(ns, CONTROL_KEY)
+        if not control:
+            return
+        old = control["stream"]
+        if not control.get("stop"):
+            self._put(session_id, CONTROL_KEY, {"stream": old, "stop": True})
+        with self._lock:
+            owned = self._owned.get(old)
+        if owned is not None:
+            owned.ask_stop("stopped: a new stream was started")
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            state = self.store.get(ns, _state_key(old))
+            if state is None or state["finished"]:
+                break
+            if self._stale(state):
+                self._declare_dead(session_id, state)
+                break
+            time.sleep(0.1)
+        self.store.delete(ns, _state_key(old))
+
+    # ------------------------------------------------------------ the owner's side
+
+    def _publish(self, owned: _Owned, *, final: bool = False, record_id: str | None = None,
+                 saved_error: str | None = None) -> None:
+        state = owned.live.snapshot(self.max_points, self.recent_beats)
+        state.update(stream=owned.stream_id, owner=self.owner, heartbeat=time.time(),
+                     seen=owned.seen, finished=final, record_id=record_id,
+                     saved_error=saved_error)
+        self._put(owned.session_id, _state_key(owned.stream_id), state)
+
+    def _run(self, owned: _Owned) -> None:
+        """The owner's loop: obey Stop, stop an unwatched stream, publish, then finish."""
+        live, ns = owned.live, self._ns(owned.session_id)
+        next_seen = 0.0
+        while True:
+            try:
+                if not live.finished and not owned.asked:
+                    control = self.store.get(ns, CONTROL_KEY) or {}
+                    now = time.time()
+                    if control.get("stream") != owned.stream_id:
+                        owned.ask_stop("stopped: a new stream was started")
+                    elif control.get("stop"):
+                        owned.ask_stop("stopped from the page")
+                    elif self._closing.is_set():
+                        owned.ask_stop("stopped: the server is shutting down")
+                    elif now >= next_seen:
+                        next_seen = now + 1.0
+                        seen = self.store.get(ns, SEEN_KEY)
+                        if isinstance(seen, int | float):
+                            owned.seen = max(owned.seen, float(seen))
+                        if now - owned.seen > self.idle_timeout_s:
+                            owned.ask_stop(f"stopped: the page was not seen for "
+                                           f"{self.idle_timeout_s:g} s")
+                if live.finished:
+                    break
+                self._publish(owned)
+            except Exception as error:  # noqa: BLE001 -- a store hiccup must not end the stream
+                live._say(f"the stream's state could not be shared ({type(error).__name__}: "
+                          f"{error})")
+            # New beats are published at once (they are what the page waits for), the
+            # rest every publish_s.
+            live.beats_added.wait(self.publish_s)
+            live.beats_added.clear()
+        self._finish(owned)
+
+    def _finish(self, owned: _Owned) -> None:
+        live = owned.live
+        # The recorder has ended: this joins the threads and removes the simulator's link.
+        path = live.stop()
+        record_id = saved_error = None
+        if path is not None and self.register is not None:
+            try:
+                record_id = self.register(owned.session_id, path, live.started_wall.isoformat(),
+                                          live.source)
+            except EcgError as error:
+                saved_error = str(error)
+            except Exception as error:  # noqa: BLE001 -- shown on the page
+                saved_error = f"{type(error).__name__}: {error}"
+        for attempt in range(10):
+            try:
+                self._publish(owned, final=True, record_id=record_id, saved_error=saved_error)
+                break
+            except Exception:  # noqa: BLE001 -- retried: the page waits for this state
+                time.sleep(0.2 * (attempt + 1))
+        with self._lock:
+            self._owned.pop(owned.stream_id, None)
+
+    def shutdown(self, timeout_s: float = 15.0) -> None:
+        """Stop this process's streams and publish their final state (called at exit)."""
+        self._closing.set()
+        with self._lock:
+            owned = list(self._owned.values())
+        for o in owned:
+            o.ask_stop("stopped: the server is shutting down")
+        deadline = time.monotonic() + timeout_s
+        for o in owned:
+            if o.thread is not None:
+                o.thread.join(max(0.1, deadline - time.monotonic()))
+
+    # ------------------------------------------------------------ any process's side
+
+    def _stale(self, state: dict) -> bool:
+        return not state["finished"] and time.time() - state["heartbeat"] > self.stale_s
+
+    def read(self, session_id: str | None) -> dict[str, Any] | None:
+        """The session's stream as the page shows it (from the store), or None.
+
+        A dict as published by the owner (see :meth:`LiveSession.snapshot`) plus
+        ``stream``, ``owner``, ``heartbeat``, ``finished`` (the final state: the file is
+        saved and registered), ``record_id`` and ``saved_error``. A stream whose owner has
+        stopped publishing is returned ended, with an error saying so.
+        """
+        if not session_id or not isinstance(session_id, str):
+            return None
+        ns = self._ns(session_id)
+        control = self.store.get(ns, CONTROL_KEY)
+        if not control:
+            return None
+        state = self.store.get(ns, _state_key(control["stream"]))
+        if state is None:
+            return None
+        if state["finished"]:
+            return state
+        if self._stale(state):
+            return self._declare_dead(session_id, state)
+        if control.get("stop") and state["state"] not in ("stopped", "failed"):
+            state["state"] = "stopping"
+        now = time.time()
+        if now - (state.get("seen") or 0.0) > SEEN_EVERY_S:
+            self._put(session_id, SEEN_KEY, now)
+        return state
+
+    def _declare_dead(self, session_id: str, state: dict) -> dict:
+        """End a stream whose owner stopped publishing; register what it had saved."""
+        age = time.time() - state["heartbeat"]
+        error = (f"The server process running this stream ({state['owner']}) stopped "
+                 f"answering {age:.0f} s ago: the stream has ended.")
+        state = {**state, "state": "failed", "finished": True}
+        state["stats"] = {**state["stats"], "state": "failed", "error": error}
+        path = Path(state["path"])
+        if self.register is not None and path.is_file() and state["stats"]["n_samples"]:
+            try:
+                state["record_id"] = self.register(session_id, path, state["started"],
+                                                   state["source"])
+            except EcgError as exc:
+                state["saved_error"] = str(exc)
+        self._put(session_id, _state_key(state["stream"]), state)
+        return state
+
+    def request_stop(self, session_id: str | None) -> bool:
+        """Ask the session's running stream to stop (whichever process runs it).
+
+        Returns
+        -------
+        bool
+            Whether a running stream was asked to stop.
+        """
+        if not session_id or not isinstance(session_id, str):
+            return False
+        ns = self._ns(session_id)
+        control = self.store.get(ns, CONTROL_KEY)
+        if not control:
+            return False
+        state = self.store.get(ns, _state_key(control["stream"]))
+        if state is None or state["finished"]:
+            return False
+        if not control.get("stop"):
+            self._put(session_id, CONTROL_KEY, {**control, "stop": True})
+        with self._lock:
+            owned = self._owned.get(control["stream"])
+        if owned is not None:  # no need to wait for the owner's next beat
+            owned.ask_stop("stopped from the page")
+        return True
 
 
 def measure(record_path: str | Path, seconds: float, *, start_s: float = 0.0,

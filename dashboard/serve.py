@@ -1,9 +1,12 @@
 """``ecg serve``: the dashboard under gunicorn (several worker processes, each threaded).
 
 Every worker builds its own app from :func:`dashboard.app.create_app` (no app is built
-in the master, so nothing with threads, such as JAX, is ever forked). Uploads live in the
-shared on-disk session store (:mod:`dashboard.state`), so any worker can serve any
-session. Before forking anything the master checks what would otherwise fail in every
+in the master, so nothing with threads, such as JAX, is ever forked). Uploads and the
+state of Live streams live in the shared session store (:mod:`dashboard.state`: SQLite on
+disk, or Redis), so any worker can serve any session: a Live stream runs in the worker
+that started it and is published there for the others (:class:`dashboard.live.LiveHub`).
+
+Before forking anything the master checks what would otherwise fail in every
 worker: the classifier files and the session store; a problem is one line and exit 2.
 """
 
@@ -17,12 +20,16 @@ from pathlib import Path
 
 from ecgcore.errors import EcgError, ModelError
 
-# One process by default: a Live stream lives in the worker that started it, so the
-# Live page works only with one worker. `--workers N` scales browsing and uploads (the
-# session store is shared on disk or Redis) and the Live page then says why it is off.
-DEFAULT_WORKERS = 1
+# Two processes by default: one per core here, so a CPU-bound callback (SHAP, a first
+# analysis) in one does not hold the other's requests behind its GIL. Each worker costs
+# its own copy of the stack and models (about 0.5-1 GB). Threads serve the waiting
+# (I/O, the other process's work, Live polls).
+DEFAULT_WORKERS = 2
 DEFAULT_THREADS = 8
 WORKERS_ENV = "ECG_SERVE_WORKERS"
+"""Environment variable overriding the default number of workers."""
+THREADS_ENV = "ECG_SERVE_THREADS"
+"""Environment variable overriding the default threads per worker."""
 MODEL_FILES = {"binary": "binary.keras", "aami": "aami.keras"}
 """The classifier files, as ``ecgcore.inference.MODEL_FILES`` (which imports keras)."""
 KERAS_MEMBERS = ("config.json", "model.weights.h5")
@@ -71,6 +78,41 @@ def check_models(folder: str | Path | None = None) -> None:
                              "repository")
 
 
+SINGLE_THREAD_XLA = "--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1"
+
+
+def worker_environment(workers: int, cpus: int | None, env: dict[str, str]) -> dict[str, str]:
+    """Environment variables giving each worker's numeric libraries its share of the cores.
+
+    Every worker process would otherwise size its BLAS/OpenMP pools and XLA's CPU pool to
+    all the cores, so N workers run N times too many compute threads against each other.
+    Variables already set are left alone.
+
+    Parameters
+    ----------
+    workers : int
+        Worker processes.
+    cpus : int or None
+        Cores of the machine (``os.cpu_count()``).
+    env : dict
+        The current environment.
+
+    Returns
+    -------
+    dict
+        The variables to set (empty when each worker may use several cores).
+    """
+    share = max(1, (cpus or 1) // max(1, workers))
+    if workers <= 1:
+        return {}
+    out = {name: str(share) for name in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS",
+                                         "MKL_NUM_THREADS") if name not in env}
+    flags = env.get("XLA_FLAGS", "")
+    if share == 1 and "xla_cpu_multi_thread_eigen" not in flags:
+        out["XLA_FLAGS"] = f"{flags} {SINGLE_THREAD_XLA}".strip()
+    return out
+
+
 def gunicorn_options(args: argparse.Namespace) -> dict:
     """gunicorn settings for the parsed ``ecg serve`` arguments."""
     return {
@@ -90,7 +132,21 @@ def gunicorn_options(args: argparse.Namespace) -> dict:
         "preload_app": False,
         # Several servers may run at once (tests, benches): no shared control socket.
         "control_socket_disable": True,
+        "post_fork": _limit_blas_threads,
     }
+
+
+def _limit_blas_threads(_server, _worker) -> None:
+    # numpy's BLAS was loaded by the master (the session store's check) with a pool sized
+    # to every core; each worker keeps its share (see worker_environment).
+    share = os.environ.get("OPENBLAS_NUM_THREADS")
+    if not share:
+        return
+    try:
+        from threadpoolctl import threadpool_limits
+    except ImportError:
+        return
+    threadpool_limits(limits=int(share))
 
 
 def _application(options: dict):
@@ -121,14 +177,35 @@ def _application(options: dict):
     return DashboardApplication(options)
 
 
+def _env_int(name: str, default: int) -> int:
+    value = os.environ.get(name, "").strip()
+    if not value:
+        return default
+    try:
+        return int(value)
+    except ValueError:
+        raise SystemExit(f"ecg serve: error: {name}={value!r} is not a whole number") from None
+
+
+def default_workers() -> int:
+    """Worker processes when ``--workers`` is not given: ``$ECG_SERVE_WORKERS`` or 2."""
+    return _env_int(WORKERS_ENV, DEFAULT_WORKERS)
+
+
+def default_threads() -> int:
+    """Threads per worker when ``--threads`` is not given: ``$ECG_SERVE_THREADS`` or 8."""
+    return _env_int(THREADS_ENV, DEFAULT_THREADS)
+
+
 def parse_args(argv: list[str]) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="ecg serve", description="Start the dashboard.")
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=8050)
-    parser.add_argument("--workers", type=int, default=DEFAULT_WORKERS,
-                        help=f"worker processes (default {DEFAULT_WORKERS})")
-    parser.add_argument("--threads", type=int, default=DEFAULT_THREADS,
-                        help=f"threads per worker (default {DEFAULT_THREADS})")
+    workers, threads = default_workers(), default_threads()
+    parser.add_argument("--workers", type=int, default=workers,
+                        help=f"worker processes (default {workers}; ${WORKERS_ENV})")
+    parser.add_argument("--threads", type=int, default=threads,
+                        help=f"threads per worker (default {threads}; ${THREADS_ENV})")
     parser.add_argument("--log-level", default="info",
                         choices=["debug", "info", "warning", "error", "critical"])
     parser.add_argument("--access-log", action="store_true", help="log every request")
@@ -161,7 +238,11 @@ def serve_main(argv: list[str], *, models_dir: str | Path | None = None) -> int:
         check_models(models_dir)
         from dashboard.state import open_session_store
 
-        open_session_store()
+        store = open_session_store()
+        # No SQLite connection may cross the fork of the workers: each opens its own.
+        close = getattr(store.backend, "close", None)
+        if close is not None:
+            close()
     except EcgError as error:
         print(f"ecg serve: error: {error}", file=sys.stderr)
         return 2
@@ -170,8 +251,8 @@ def serve_main(argv: list[str], *, models_dir: str | Path | None = None) -> int:
 
         create_app().run(host=args.host, port=args.port, debug=True)
         return 0
-    # Inherited by the forked workers: the Live page reads it.
-    os.environ[WORKERS_ENV] = str(args.workers)
+    # Read by XLA when a worker first uses JAX (never in this master).
+    os.environ.update(worker_environment(args.workers, os.cpu_count(), dict(os.environ)))
     try:
         _application(gunicorn_options(args)).run()
     except SystemExit as stop:

@@ -281,6 +281,13 @@ class DiskSessions:
             self._local.db, self._local.key = db, key
         return db
 
+    def close(self) -> None:
+        """Close this thread's connection (the serving master does before forking workers)."""
+        db = getattr(self._local, "db", None)
+        if db is not None:
+            db.close()
+            self._local.db = self._local.key = None
+
     def _live(self, db: sqlite3.Connection, session_id: str, now: float) -> bool:
         row = db.execute("SELECT touched FROM sessions WHERE session=?", (session_id,)).fetchone()
         return row is not None and now - row[0] <= self.ttl_s

@@ -2,7 +2,9 @@
 
 Real MIT-BIH records are played at real speed (1x) through the simulated board; the beats
 the live session reports are matched to the reference annotations (``.atr``) and compared
-with the offline analysis of the file the session saved.
+with the offline analysis of the file the session saved. :class:`LiveHub` (how the streams
+are shared by the server's processes) is tested here over a real on-disk store in one
+process; tests/test_serve.py runs it under gunicorn with several workers.
 """
 
 from __future__ import annotations
@@ -15,7 +17,8 @@ import numpy as np
 import pytest
 import wfdb
 
-from dashboard.live import V_RUN_MIN, LiveError, LiveRegistry, LiveSession, LiveSettings
+from dashboard.live import V_RUN_MIN, LiveError, LiveHub, LiveSession, LiveSettings
+from dashboard.state import DiskSessions, SessionStore
 from ecgcore.metrics import MATCH_TOLERANCE_S, match_beats, reference_beats
 
 DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
@@ -202,23 +205,108 @@ def test_a_missing_port_is_reported_not_raised(tmp_path):
     assert live.stop() is None and live.saved_path() is None
 
 
-def test_the_registry_keeps_one_stream_per_session_and_bounds_them(tmp_path, classifiers):
-    registry = LiveRegistry(tmp_path, max_live=1, settings=LiveSettings())
-    first = registry.create("session-a")
-    first.start_simulator(MITDB / "100", speed=1.0)
+def make_hub(tmp_path, classifiers, **kwargs) -> tuple[LiveHub, list]:
+    registered = []
+
+    def register(session_id, path, started, source):
+        registered.append((session_id, path, source))
+        return f"upload-{len(registered)}"
+
+    store = SessionStore(backend=DiskSessions(tmp_path / "sessions.sqlite3"))
+    hub = LiveHub(tmp_path / "live", store, register=register, classifiers=classifiers,
+                  **kwargs)
+    return hub, registered
+
+
+def simulator(record: str = "100"):
+    return lambda live: live.start_simulator(MITDB / record, speed=1.0)
+
+
+def wait_finished(hub, session: str, timeout_s: float = 30.0) -> dict:
+    deadline = time.monotonic() + timeout_s
+    while True:
+        state = hub.read(session)
+        if state["finished"] or time.monotonic() > deadline:
+            return state
+        time.sleep(0.2)
+
+
+def test_the_hub_keeps_one_stream_per_session_bounds_them_and_forgets_ended_ones(
+        tmp_path, classifiers):
+    hub, registered = make_hub(tmp_path, classifiers, max_live=1)
+    first = hub.start("session-a", simulator())
     try:
-        assert registry.session_dir("session-a") != registry.session_dir("session-b")
-        assert first.out_dir == registry.session_dir("session-a")
+        assert hub.session_dir("session-a") != hub.session_dir("session-b")
+        state = hub.read("session-a")
+        assert state["stream"] == first and not state["finished"]
+        assert Path(state["path"]).parent == hub.session_dir("session-a")
+        assert hub.read("session-b") is None and hub.read(None) is None
+        assert not hub.request_stop("session-b")
         with pytest.raises(LiveError, match="already running"):
-            registry.create("session-b")
-        # A new stream of the same session replaces (stops) the previous one.
-        second = registry.create("session-a")
-        assert first.finished and registry.get("session-a") is second
-        assert registry.get("session-b") is None and registry.get(None) is None
+            hub.start("session-b", simulator())
+        time.sleep(3.0)
+        # A new stream of the same session ends (and saves) the previous one first.
+        second = hub.start("session-a", simulator())
+        assert second != first and hub.running_here() == 1
+        assert hub.read("session-a")["stream"] == second
+        assert [r[0] for r in registered] == ["session-a"]
+        time.sleep(3.0)
+        assert hub.request_stop("session-a")
+        state = wait_finished(hub, "session-a")
+        assert state["finished"] and state["state"] == "stopped"
+        assert state["record_id"] == "upload-2" and state["stats"]["n_samples"] > 2 * FS
+        assert "stopped from the page" in state["stats"]["messages"]
+        assert not hub.request_stop("session-a")  # nothing runs any more
     finally:
-        first.stop()
+        hub.shutdown()
+    # Nothing of an ended stream stays in this process: its state is in the store only.
+    assert hub.running_here() == 0 and not hub._owned
+    time.sleep(0.5)
     threads = [t.name for t in threading.enumerate()]
-    assert "live-recorder" not in threads and "live-simulator" not in threads
+    assert not {"live-recorder", "live-simulator", "live-publisher"} & set(threads), threads
+
+
+def test_the_published_state_is_what_the_page_draws(tmp_path, classifiers):
+    import base64
+
+    hub, _ = make_hub(tmp_path, classifiers)
+    hub.start("session-v", simulator("119"))
+    try:
+        deadline = time.monotonic() + 30
+        while (hub.read("session-v")["stats"]["n_beats"] < 6
+               and time.monotonic() < deadline):
+            time.sleep(0.3)
+        state = hub.read("session-v")
+    finally:
+        hub.shutdown()
+    assert state["state"] == "recording" and state["stats"]["n_beats"] >= 6
+    view = state["view"]
+    t = np.frombuffer(base64.b64decode(view["t"]["bdata"]), "<f4")
+    y = np.frombuffer(base64.b64decode(view["y"]["bdata"]), "<f4")
+    assert view["t"]["dtype"] == "f4" and 0 < t.size == y.size <= 1200
+    assert np.all(np.diff(t) > 0) and view["now_s"] - t[0] <= 10.0 + 1e-3
+    assert 1 <= len(state["beats"]) <= 10
+    assert all(b["aami"] in "NSVFQ" and b["aami"] for b in state["beats"])
+    assert len(view["beats"]["time_s"]) >= 3
+    final = wait_finished(hub, "session-v")
+    assert final["finished"] and "stopped: the server is shutting down" in (
+        final["stats"]["messages"])
+
+
+def test_a_stream_nobody_watches_is_stopped(tmp_path, classifiers):
+    hub, registered = make_hub(tmp_path, classifiers, idle_timeout_s=2.0)
+    hub.start("session-idle", simulator())
+    try:
+        deadline = time.monotonic() + 30
+        # No polls (a read counts as the page seen) until the owner has published the end.
+        while hub._owned and time.monotonic() < deadline:
+            time.sleep(0.3)
+        state = hub.read("session-idle")
+    finally:
+        hub.shutdown()
+    assert state["finished"] and state["state"] == "stopped"
+    assert "stopped: the page was not seen for 2 s" in state["stats"]["messages"]
+    assert registered
 
 
 def test_a_port_that_vanishes_mid_stream_ends_the_session_with_its_file(tmp_path, classifiers):
@@ -232,5 +320,6 @@ def test_a_port_that_vanishes_mid_stream_ends_the_session_with_its_file(tmp_path
     print(f"\nunplugged: {text}")
     assert stats["state"] == "stopped" and stats["error"] is None
     assert "disappeared" in text and "gave up reconnecting" in text and "port lost" in text
+    assert "disappeared after" in stats["vanished"] and "within 1 s" in stats["vanished"]
     assert stats["n_beats"] >= 2
     assert live.stop() is not None and live.saved_path() is not None

@@ -113,6 +113,15 @@ def test_disk_store_bounds_sessions_keys_and_bytes(tmp_path):
     assert store.backend.stats()["bytes"] <= 50_000
 
 
+def test_a_closed_disk_connection_is_reopened_on_next_use(tmp_path):
+    store = disk(tmp_path)
+    sid = new_token()
+    store.put(sid, "k", 1)
+    store.backend.close()  # what `ecg serve`'s master does before forking its workers
+    store.backend.close()
+    assert store.get(sid, "k") == 1
+
+
 CHILD = """
 import sys
 from dashboard.state import open_session_store
@@ -224,3 +233,41 @@ def test_an_unreachable_redis_is_one_clear_error(tmp_path, monkeypatch):
     with pytest.raises(EcgError, match="cannot be reached") as error:
         open_session_store(folder=tmp_path)
     assert "secret" not in str(error.value)
+
+
+def test_a_live_stream_is_shared_through_redis(redis_url, tmp_path):
+    # Two hubs on two clients of one Redis database play two server processes: the stream
+    # runs in one, the other reads it and stops it, as gunicorn's workers do.
+    import redis
+
+    from dashboard.live import LiveHub
+
+    prefix = f"t{new_token()}:"
+
+    def hub(name: str) -> LiveHub:
+        store = SessionStore(backend=RedisSessions(redis.Redis.from_url(redis_url),
+                                                   prefix=prefix))
+        return LiveHub(tmp_path / name, store,
+                       register=lambda sid, path, started, source: f"upload-{path.name}")
+
+    owner, other = hub("owner"), hub("other")
+    owner.start("session-r", lambda live: live.start_simulator(MITDB / "100", speed=1.0))
+    try:
+        deadline = time.monotonic() + 60
+        while (other.read("session-r")["stats"]["n_samples"] < 2 * 360
+               and time.monotonic() < deadline):
+            time.sleep(0.3)
+        state = other.read("session-r")
+        assert state["state"] == "recording" and state["stats"]["n_samples"] >= 2 * 360
+        assert other.read("session-s") is None
+        assert other.running_here() == 0 and owner.running_here() == 1
+        assert other.request_stop("session-r")  # read by the owner on its next beat
+        while not other.read("session-r")["finished"] and time.monotonic() < deadline:
+            time.sleep(0.2)
+    finally:
+        owner.shutdown()
+    state = other.read("session-r")
+    assert state["finished"] and state["state"] == "stopped"
+    assert "stopped from the page" in state["stats"]["messages"]
+    assert state["record_id"] == f"upload-{Path(state['path']).name}"
+    assert read(state["path"]).n_samples == state["stats"]["n_samples"]

@@ -1,11 +1,13 @@
 """Live page ``/live``: record a board (or the simulator) and watch beats labelled as they come.
 
-The stream, its ring buffer and the beat-by-beat analysis live on the server in a
-:class:`dashboard.live.LiveSession`, one per browser session. The page polls it every
-:data:`POLL_MS` and receives only the visible 10 s (down-sampled, as typed arrays) and
-the beats in view, applied to the graph with a ``Patch``. Stop saves the recording: it is
-then registered like an upload (visible only to this browser session) and opens in the
-record view.
+The stream, its ring buffer and the beat-by-beat analysis run on the server in a
+:class:`dashboard.live.LiveSession`, in the worker process that received Start; that
+process publishes the stream's state to the session store every worker shares
+(:class:`dashboard.live.LiveHub`), so whichever worker answers a poll reads it there. The
+page polls every :data:`POLL_MS` and receives only the visible 10 s (down-sampled, as
+typed arrays) and the beats in view, applied to the graph with a ``Patch``. Stop (from
+any worker) saves the recording: the owner registers it like an upload (visible only to
+this browser session) and it opens in the record view.
 """
 
 from __future__ import annotations
@@ -13,6 +15,8 @@ from __future__ import annotations
 import math
 import os
 import threading
+from datetime import datetime
+from pathlib import Path
 
 import dash
 import dash_bootstrap_components as dbc
@@ -25,12 +29,10 @@ from dashboard.components.figures import (
     CLASS_COLOURS,
     format_hms,
     time_ticks,
-    typed,
 )
-from dashboard.live import V_RUN_MIN, LiveError, LiveRegistry, LiveSession
+from dashboard.live import V_RUN_MIN, LiveError, LiveHub, LiveSession, LiveSettings
 from dashboard.records import UPLOAD_PREFIX
-from dashboard.serve import WORKERS_ENV
-from dashboard.state import new_token
+from dashboard.state import SessionStore, new_token
 from ecgcore.errors import EcgError
 
 dash.register_page(__name__, path="/live", name="Live", order=3)
@@ -48,20 +50,36 @@ FAULTS = {
     "noise": "noise (0.05 mV)",
 }
 
-_registry_lock = threading.Lock()
-_register_lock = threading.Lock()
+LIVE_PORTS_ENV = "ECG_LIVE_PORTS"
+"""Extra serial ports offered (paths separated by ``os.pathsep``): links the port listing
+does not show, such as ``/dev/serial/by-id/...``, a socat pty or ``ecg simulate``'s link."""
+RECONNECT_ENV = "ECG_LIVE_RECONNECT_S"
+"""Seconds the recorder waits for a vanished board to come back (default 30)."""
+
+_hub_lock = threading.Lock()
 
 
-def registry() -> LiveRegistry:
-    """The server's live sessions (created on first use, kept with the Flask app)."""
+def hub() -> LiveHub:
+    """This worker's side of the server's live streams (created on first use)."""
     found = current_app.extensions.get("ecg_live")
     if found is None:
-        with _registry_lock:
+        with _hub_lock:
             found = current_app.extensions.get("ecg_live")
             if found is None:
                 from ecgcore.cache import cache_dir
 
-                found = LiveRegistry(cache_dir() / "live")
+                store = context.sessions()
+                settings = LiveSettings()
+                reconnect = os.environ.get(RECONNECT_ENV)
+                if reconnect:
+                    settings = LiveSettings(reconnect_s=max(0.0, float(reconnect)))
+
+                def register(session_id: str, path: Path, started: str, source: str) -> str:
+                    return _register(store, session_id, path, started, source)
+
+                found = LiveHub(cache_dir() / "live", store, settings=settings,
+                                register=register, max_points=MAX_POINTS,
+                                recent_beats=RECENT_BEATS)
                 current_app.extensions["ecg_live"] = found
     return found
 
@@ -223,6 +241,10 @@ def _source_options() -> list[dict]:
         ports = []
     options += [{"label": f"{device} — {text}" if text else device, "value": device}
                 for device, text in ports]
+    listed = {device for device, _ in ports}
+    for extra in os.environ.get(LIVE_PORTS_ENV, "").split(os.pathsep):
+        if extra and extra not in listed and Path(extra).exists():
+            options.append({"label": f"{extra} (from {LIVE_PORTS_ENV})", "value": extra})
     return options
 
 
@@ -252,37 +274,28 @@ def simulator_options(source):
 )
 def start_stop(_start, _stop, source, record, start_s, faults, session_id):
     """Start a stream (replacing this session's previous one) or stop it."""
-    reg = registry()
+    live_hub = hub()
     if ctx.triggered_id == "live-stop":
-        live = reg.stop(session_id)
-        if live is None:
+        if not live_hub.request_stop(session_id):
             return "Nothing is running.", dash.no_update
-        # The poll that follows shows the final state and the link to the saved record.
+        # The polls that follow show the final state and the link to the saved record.
         return "", False
     if not source:
         return _danger("Choose a source."), dash.no_update
-    workers = int(os.environ.get(WORKERS_ENV, "1") or 1)
-    if workers > 1:
-        # A stream lives in the worker that started it; polls reaching another worker
-        # would find nothing, so refuse clearly rather than freeze.
-        return _danger(
-            f"Live capture needs the server to run as one process (it runs {workers} "
-            "workers): restart it with `ecg serve --workers 1`."
-        ), dash.no_update
-    try:
-        live = reg.create(session_id)
+
+    def begin(live: LiveSession) -> None:
         if source == SIMULATOR:
             from ecgcore.catalog import record_path
 
             if not record:
                 raise LiveError("choose a record for the simulator")
-            faults = set(faults or [])
+            chosen = set(faults or [])
             live.start_simulator(
                 record_path(record, context.config().records_dir),
                 start_s=max(0.0, float(start_s or 0.0)), speed=1.0,
-                leads_off_per_min=2.0 if "leads_off" in faults else 0.0,
-                drop_rate=0.01 if "drops" in faults else 0.0,
-                noise_mv=0.05 if "noise" in faults else 0.0,
+                leads_off_per_min=2.0 if "leads_off" in chosen else 0.0,
+                drop_rate=0.01 if "drops" in chosen else 0.0,
+                noise_mv=0.05 if "noise" in chosen else 0.0,
             )
         else:
             # Only a port the server itself lists: the browser's choice is not a path to open.
@@ -290,11 +303,12 @@ def start_stop(_start, _stop, source, record, start_s, faults, session_id):
                 raise LiveError(f"{source} is not a serial port of this computer (any more): "
                                 "list the ports again")
             live.start_port(str(source))
+
+    try:
+        live_hub.start(session_id, begin)
     except EcgError as error:
-        reg.stop(session_id)
         return _danger(str(error)), False
     except Exception as error:  # noqa: BLE001 -- the page must keep working
-        reg.stop(session_id)
         return _danger(f"the stream could not start ({type(error).__name__}: {error})"), False
     return "", False
 
@@ -304,34 +318,27 @@ def _danger(text: str) -> dbc.Alert:
                      id="live-error")
 
 
-def _register(live: LiveSession, session_id: str) -> str | None:
-    """Make the saved file a record of this browser session (once); its record id."""
-    with _register_lock:
-        if live.record_id is not None:
-            return live.record_id
-        path = live.saved_path()
-        if path is None:
-            return None
-        from ecgcore.io import read
+def _register(store: SessionStore, session_id: str, path: Path, started: str,
+              source: str) -> str:
+    """Make a saved live file a record of this browser session; its record id."""
+    from ecgcore.io import read
 
-        recording = read(str(path))
-        started = live.started_wall.strftime("%Y-%m-%d %H:%M:%S UTC")
-        recording.meta["title"] = f"Live recording of {started} ({live.source})"
-        record_id = UPLOAD_PREFIX + new_token()
-        context.sessions().put(session_id, record_id, recording)
-        live.record_id = record_id
-        return record_id
+    recording = read(str(path))
+    when = datetime.fromisoformat(started).strftime("%Y-%m-%d %H:%M:%S UTC")
+    recording.meta["title"] = f"Live recording of {when} ({source})"
+    record_id = UPLOAD_PREFIX + new_token()
+    store.put(session_id, record_id, recording)
+    return record_id
 
 
-def _saved(live: LiveSession, session_id: str):
-    try:
-        record_id = _register(live, session_id)
-    except EcgError as error:
-        return dbc.Alert(f"The recording was saved to {live.out_path} but cannot be opened: "
-                         f"{error}", color="warning")
+def _saved(state: dict):
+    if state.get("saved_error"):
+        return dbc.Alert(f"The recording was saved to {state['path']} but cannot be opened: "
+                         f"{state['saved_error']}", color="warning")
+    record_id = state.get("record_id")
     if record_id is None:
         return dbc.Alert("Nothing was recorded.", color="secondary", id="live-nothing")
-    stats = live.stats()
+    stats = state["stats"]
     return dbc.Alert(
         [
             f"Recording saved ({format_hms(stats['signal_s'])}, {stats['n_beats']} beats). ",
@@ -345,8 +352,10 @@ def _saved(live: LiveSession, session_id: str):
 def _badge_state(stats: dict) -> tuple[str, str]:
     state = stats["state"]
     colour = {"recording": "success", "waiting": "info", "starting": "info",
-              "stopped": "secondary", "failed": "danger"}.get(state, "secondary")
-    text = {"waiting": "waiting for the device", "recording": "● recording"}.get(state, state)
+              "reconnecting": "warning", "stopping": "info", "stopped": "secondary",
+              "failed": "danger"}.get(state, "secondary")
+    text = {"waiting": "waiting for the device", "recording": "● recording",
+            "reconnecting": "device lost: reconnecting…"}.get(state, state)
     return text, colour
 
 
@@ -354,17 +363,18 @@ def _ms(value: float | None) -> str:
     return "–" if value is None or not math.isfinite(value) else f"{value * 1000:.0f} ms"
 
 
-def _beats_table(live: LiveSession) -> dbc.Table:
+def _beats_table(beats: list[dict]) -> dbc.Table:
     rows = []
-    for beat in reversed(live.beats()[-RECENT_BEATS:]):
+    for beat in reversed(beats[-RECENT_BEATS:]):
+        aami, binary = beat["aami"], beat["binary"]
         rows.append(html.Tr([
-            html.Td(format_hms(beat.time_s, 2)),
-            html.Td(f"{beat.aami} ({beat.aami_p:.0%})" if beat.aami else "–",
-                    style={"color": CLASS_COLOURS.get(beat.aami, "#555"), "fontWeight": 600}),
-            html.Td(f"{beat.binary} ({beat.binary_p:.0%})" if beat.binary else "–",
-                    style={"color": BINARY_COLOURS.get(beat.binary, "#555")}),
-            html.Td(_ms(beat.latency_s)),
-            html.Td("yes" if beat.next_rr_known else "local mean"),
+            html.Td(format_hms(beat["time_s"], 2)),
+            html.Td(f"{aami} ({beat['aami_p']:.0%})" if aami else "–",
+                    style={"color": CLASS_COLOURS.get(aami, "#555"), "fontWeight": 600}),
+            html.Td(f"{binary} ({beat['binary_p']:.0%})" if binary else "–",
+                    style={"color": BINARY_COLOURS.get(binary, "#555")}),
+            html.Td(_ms(beat["latency_s"])),
+            html.Td("yes" if beat["next_rr_known"] else "local mean"),
         ], className="live-beat-row"))
     header = html.Thead(html.Tr([html.Th(h) for h in
                                  ("R peak", "AAMI model", "binary model", "latency",
@@ -378,8 +388,9 @@ def _figure_patch(view: dict | None) -> Patch:
     if view is None:
         return patch
     beats = view["beats"]
-    patch["data"][0]["x"] = typed(view["t"])
-    patch["data"][0]["y"] = typed(view["y"])
+    # Already plotly.js typed arrays: the owner encoded them once for every poller.
+    patch["data"][0]["x"] = view["t"]
+    patch["data"][0]["y"] = view["y"]
     hover = [f"{format_hms(t, 2)}<br>AAMI {a} ({pa:.0%})<br>binary {b} ({pb:.0%})"
              if a else format_hms(t, 2)
              for t, a, b, pa, pb in zip(beats["time_s"], beats["aami"], beats["binary"],
@@ -422,14 +433,13 @@ def _figure_patch(view: dict | None) -> Patch:
     prevent_initial_call="initial_duplicate",
 )
 def poll(_n, session_id):
-    """Pull the visible window and the new state from this session's live stream."""
-    live = registry().get(session_id)
-    if live is None:
+    """Show this session's live stream as its owner last published it (any worker answers)."""
+    state = hub().read(session_id)
+    if state is None:
         # Nothing to show: stop polling until Start.
         return (dash.no_update,) * 13 + (True,)
-    view = live.view(max_points=MAX_POINTS)
-    stats = live.stats()
-    state_text, state_colour = _badge_state(stats)
+    stats = state["stats"]
+    state_text, state_colour = _badge_state({"state": state["state"]})
     if stats["n_samples"] == 0:
         leads_text, leads_colour = "leads: –", "secondary"
     elif stats["leads_off"]:
@@ -447,8 +457,8 @@ def poll(_n, session_id):
         run = stats["runs"][-1]
         ongoing = stats["v_streak"] >= V_RUN_MIN
         alert = dbc.Alert(
-            [html.Strong(f"Run of {run.n_beats} consecutive V beats"),
-             f" at {format_hms(run.start_s)}–{format_hms(run.end_s)}"
+            [html.Strong(f"Run of {run['n_beats']} consecutive V beats"),
+             f" at {format_hms(run['start_s'])}–{format_hms(run['end_s'])}"
              + (" (ongoing)" if ongoing else "")
              + (f"; {len(stats['runs'])} runs so far" if len(stats["runs"]) > 1 else "")],
             color="danger", id="live-v-alert", className="py-2",
@@ -459,11 +469,13 @@ def poll(_n, session_id):
     saved = []
     if stats["error"]:
         saved.append(dbc.Alert(stats["error"], color="danger", id="live-failed"))
-    finished = live.finished
+    if stats.get("vanished"):
+        saved.append(dbc.Alert(stats["vanished"], color="warning", id="live-vanished"))
+    finished = bool(state["finished"])
     if finished:
-        saved.append(_saved(live, session_id))
+        saved.append(_saved(state))
     return (
-        _figure_patch(view), state_text, state_colour, leads_text, leads_colour, hr_text,
-        f"{stats['n_beats']} beats", latency, counts, alert, _beats_table(live), messages,
-        saved, finished,
+        _figure_patch(state["view"]), state_text, state_colour, leads_text, leads_colour,
+        hr_text, f"{stats['n_beats']} beats", latency, counts, alert,
+        _beats_table(state["beats"]), messages, saved, finished,
     )

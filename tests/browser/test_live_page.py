@@ -1,7 +1,9 @@
 """The Live page in a real browser: simulator -> beats labelled on the page -> Stop -> record view.
 
-Uses the server and chromium fixtures of ``tests/browser/conftest.py``; the simulator plays
-MIT-BIH 119 (N and V beats) at real speed through a pseudo-terminal.
+The app runs as ``ecg serve`` does by default (gunicorn, several worker processes: the
+stream runs in one, the polls reach any); the chromium fixtures are those of
+``tests/browser/conftest.py``. The simulator plays MIT-BIH 119 (N and V beats) at real
+speed through a pseudo-terminal.
 """
 
 from __future__ import annotations
@@ -9,8 +11,25 @@ from __future__ import annotations
 import re
 
 import pytest
+from conftest import MITDB
+from dash_client import Served, children_of
 
 pytestmark = pytest.mark.browser
+
+
+@pytest.fixture(scope="module")
+def app_url(tmp_path_factory):
+    """``ecg serve`` with its default workers and threads, on a free local port."""
+    served = Served(tmp_path_factory.mktemp("live-serve"), [],
+                    {"ECG_MITDB_DIR": str(MITDB), "ECG_SERVE_WORKERS": "",
+                     "ECG_SERVE_THREADS": ""})
+    try:
+        assert len(children_of(served.process.pid)) >= 2, served.log()
+        yield served.base
+    finally:
+        assert served.stop() == 0
+        log = served.log_path.read_text(errors="replace")
+        assert "Traceback" not in log, log[-4000:]
 
 BEATS_WANTED = 8
 N_BEATS = "() => parseInt(document.querySelector('#live-nbeats').textContent) || 0"
@@ -47,7 +66,9 @@ def test_simulated_beats_arrive_labelled_then_stop_opens_the_saved_record(web, n
     web.page.on("requestfinished", measure)
     web.page.click("#live-start")
     try:
-        web.page.wait_for_function(f"() => ({N_BEATS})() >= {BEATS_WANTED}", timeout=60_000)
+        # The first Start in a fresh worker waits for it to load and compile the models,
+        # which takes a minute or more when the two workers boot on a busy machine.
+        web.page.wait_for_function(f"() => ({N_BEATS})() >= {BEATS_WANTED}", timeout=240_000)
     except Exception:
         web.shot("live-no-beats")
         raise AssertionError(f"no beats: {status(web)}") from None
