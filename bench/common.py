@@ -31,6 +31,8 @@ def machine() -> dict:
         "cpus": os.cpu_count(),
         "machine": platform.machine(),
         "date": time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime()),
+        # Other work on the machine slows every figure: say how busy it was.
+        "load_average_1min": round(os.getloadavg()[0], 2),
     }
 
 
