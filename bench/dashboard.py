@@ -7,7 +7,8 @@ Measures, for a 30-minute MIT-BIH record (default 208):
   * uncached: empty disk cache and empty server memory (the analysis runs);
   * cached (disk): the analysis on disk, server memory emptied (a restarted server);
   * cached (memory): a second visit to a running server;
-- bytes of the first waveform figure and of each zoom update (the callback's response).
+- bytes of the first waveform figure (it comes inside the page's layout) and of each zoom
+  update (the callback's response), as JSON and as sent (compressed).
 
 Targets (issue 4): <= 2.0 s uncached, <= 0.8 s cached, <= 300 KB first figure,
 <= 150 KB per zoom. The classifiers are loaded before timing starts (the server preloads
@@ -62,36 +63,66 @@ def serve(app):
     return server
 
 
+def _find_figure(node, ident: str):
+    """The ``figure`` prop of the component ``ident`` in a Dash layout (JSON), or None."""
+    if isinstance(node, dict):
+        props = node.get("props")
+        if isinstance(props, dict):
+            if props.get("id") == ident and "figure" in props:
+                return props["figure"]
+            return _find_figure(props.get("children"), ident)
+        return None
+    if isinstance(node, list):
+        for child in node:
+            found = _find_figure(child, ident)
+            if found is not None:
+                return found
+    return None
+
+
 class FigureBytes:
     """Sizes of the responses carrying a new waveform figure, in arrival order.
 
-    ``sizes``: the whole response (what a zoom costs on the wire); ``figure_sizes``: the
-    waveform figure's own JSON within it (the first response also carries the summary,
-    the trend and the record's details).
+    ``sizes``: the whole response (what a zoom costs), as JSON; ``wire_sizes``: the same
+    as sent (compressed); ``figure_sizes``: the waveform figure's own JSON within it. The
+    first figure comes inside the page's layout (``/_dash-layout``, with the trend,
+    summary and beat table) or, after a client-side navigation, inside the routing
+    callback's answer; later ones are callback answers.
     """
 
     def __init__(self) -> None:
         self.sizes: list[int] = []
+        self.wire_sizes: list[int | None] = []
         self.figure_sizes: list[int] = []
 
     def __call__(self, response) -> None:
-        if "_dash-update-component" not in response.url:
-            return
-        try:
-            body = json.loads(response.request.post_data or "{}")
-        except ValueError:
-            return
-        if "rec-wave.figure" not in body.get("output", ""):
+        url = response.url
+        if "_dash-update-component" not in url and not url.endswith("/_dash-layout"):
             return
         try:
             data = response.body()
         except Exception:  # noqa: BLE001 -- the context closed before the body was read
             return
         try:
-            figure = json.loads(data)["response"]["rec-wave"]["figure"]
-        except (ValueError, KeyError, TypeError):
+            answer = json.loads(data)
+        except ValueError:
             return
+        if url.endswith("/_dash-layout"):
+            figure = _find_figure(answer, "rec-wave")
+        else:
+            response_part = answer.get("response", {}) if isinstance(answer, dict) else {}
+            figure = (response_part.get("rec-wave") or {}).get("figure")
+            if figure is None and "_pages_content" in response_part:
+                figure = _find_figure(response_part["_pages_content"].get("children"),
+                                      "rec-wave")
+        if not isinstance(figure, dict):
+            return
+        try:
+            wire = response.request.sizes()["responseBodySize"]
+        except Exception:  # noqa: BLE001 -- sizes unknown once the context is gone
+            wire = None
         self.sizes.append(len(data))
+        self.wire_sizes.append(wire)
         self.figure_sizes.append(len(json.dumps(figure, separators=(",", ":"))))
 
 
@@ -142,8 +173,10 @@ def zoom_sizes(context, sizes: FigureBytes) -> list[dict]:
         while len(sizes.sizes) <= before and time.time() < deadline:
             page.wait_for_timeout(50)
         new_view = page.evaluate(VIEW)
+        grew = len(sizes.sizes) > before
         out.append({"step": label, "view_s": [round(v, 2) for v in new_view],
-                    "bytes": sizes.sizes[-1] if len(sizes.sizes) > before else None})
+                    "bytes": sizes.sizes[-1] if grew else None,
+                    "wire_bytes": sizes.wire_sizes[-1] if grew else None})
     return out
 
 
@@ -182,6 +215,7 @@ def main() -> int:
                      "targets": TARGETS, "load_average_before": list(os.getloadavg())}
     uncached, cached_disk, cached_memory, first_bytes, zooms = [], [], [], [], []
     first_response_bytes: list[int | None] = []
+    first_response_wire_bytes: list[int | None] = []
     tmp = work / "chromium-tmp"
     tmp.mkdir()
     with sync_playwright() as playwright:
@@ -200,6 +234,7 @@ def main() -> int:
             uncached.append(seconds)
             first_bytes.append(sizes.figure_sizes[0] if sizes.figure_sizes else None)
             first_response_bytes.append(sizes.sizes[0] if sizes.sizes else None)
+            first_response_wire_bytes.append(sizes.wire_sizes[0] if sizes.wire_sizes else None)
             context.close()
             forget_memory()
             seconds, sizes, context = visit(browser, url)
@@ -226,6 +261,7 @@ def main() -> int:
         "cached_memory": summary(cached_memory),
         "first_figure_bytes": first_bytes,
         "first_response_bytes": first_response_bytes,
+        "first_response_wire_bytes": first_response_wire_bytes,
         "zoom_updates": zooms,
         "max_zoom_bytes": max(zoom_bytes) if zoom_bytes else None,
     })
@@ -259,9 +295,17 @@ def main() -> int:
          "(other work on the machine slows the browser as much as the server).", "",
          "| measure | value | target | |", "| --- | --- | --- | --- |"]
         + [f"| {a} | {b} | {c} | {d} |" for a, b, c, d in rows]
-        + ["", "Zoom updates: " + "; ".join(
+        + ["", "First response carrying the waveform (the page's layout: both figures, "
+           "summary, beat table): "
+           + (f"{max(b for b in first_response_bytes if b) / 1024:.1f} KB as JSON"
+              if any(first_response_bytes) else "n/a")
+           + (f", {max(b for b in first_response_wire_bytes if b) / 1024:.1f} KB sent"
+              if any(first_response_wire_bytes) else "") + ".",
+           "", "Zoom updates (JSON / sent): " + "; ".join(
             f"{z['step']} -> {z['view_s']} s: "
-            + (f"{z['bytes'] / 1024:.1f} KB" if z["bytes"] else "n/a") for z in zooms), ""]
+            + (f"{z['bytes'] / 1024:.1f} KB" if z["bytes"] else "n/a")
+            + (f" / {z['wire_bytes'] / 1024:.1f} KB" if z.get("wire_bytes") else "")
+            for z in zooms), ""]
     )
     write_results("dashboard", results, markdown)
     return 0

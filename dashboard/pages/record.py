@@ -44,30 +44,33 @@ def _button(label: str, id_: str) -> dbc.Button:
                       className="me-1 mb-1")
 
 
-def layout(name: str | None = None, **_query) -> html.Div:
-    """The record view's skeleton; the callbacks fill it in."""
+def layout(name: str | None = None, ecg_session: str | None = None, **_query) -> html.Div:
+    """The record view, drawn on the server: the page arrives complete in one response.
+
+    ``ecg_session`` is the tab's session id (the app passes it to every page's layout), so
+    uploads open here too. On a first visit the analysis runs before the page is sent;
+    the app's page loader says so meanwhile.
+    """
+    return _page(name, first_view(name, ecg_session))
+
+
+def _page(name: str | None, first: dict[str, Any]) -> html.Div:
     return html.Div(
         [
             dcc.Store(id="rec-id", data=name),
-            dcc.Store(id="rec-ready"),
-            dcc.Store(id="rec-view"),
+            dcc.Store(id="rec-ready", data=first["ready"]),
+            dcc.Store(id="rec-view", data=first["view"]),
             dcc.Store(id="rec-selected"),
-            html.H2(f"Record {name}", id="rec-title"),
-            dcc.Loading(
-                html.Div(
-                    html.Div("Loading the record; the first visit analyses it (a few "
-                             "seconds), later visits read the cache.", className="text-muted"),
-                    id="rec-info",
-                ),
-                type="dot", overlay_style={"visibility": "visible", "opacity": 0.6},
-            ),
-            html.Div(id="rec-alerts"),
+            html.H2(first["title"], id="rec-title"),
+            html.Div(first["info"], id="rec-info"),
+            html.Div(first["alerts"], id="rec-alerts"),
             dbc.Row(
                 [
                     dbc.Col(
                         [
                             html.Span("Leads: ", className="fw-bold me-1"),
-                            dcc.Checklist(id="rec-leads", options=[], value=[], inline=True,
+                            dcc.Checklist(id="rec-leads", options=first["lead_options"],
+                                          value=first["leads"], inline=True,
                                           inputClassName="me-1", labelClassName="me-3"),
                         ],
                         md=3,
@@ -92,21 +95,24 @@ def layout(name: str | None = None, **_query) -> html.Div:
                     _button("next rhythm episode ▶", "rec-next-rhythm"),
                     _button("whole record", "rec-whole"),
                     html.Span(id="rec-nav-msg", className="ms-2 text-muted small"),
-                    html.Span(id="rec-explain-link", className="ms-3"),
+                    html.Span(_explain_link(None, None), id="rec-explain-link",
+                              className="ms-3"),
                 ],
                 className="mb-1",
             ),
             dcc.Loading(
-                dcc.Graph(id="rec-wave", config={"displaylogo": False, "scrollZoom": False},
+                dcc.Graph(id="rec-wave", figure=first["wave"],
+                          config={"displaylogo": False, "scrollZoom": False},
                           style={"minHeight": "330px"}),
                 type="circle", delay_show=300,
             ),
             html.H5("Heart rate over the whole record (click to go there)", className="mt-2"),
-            dcc.Graph(id="rec-trend", config={"displayModeBar": False},
+            dcc.Graph(id="rec-trend", figure=first["trend"], config={"displayModeBar": False},
                       style={"height": "200px"}),
             dbc.Row(
                 [
-                    dbc.Col([html.H5("Summary"), html.Div(id="rec-summary")], lg=5),
+                    dbc.Col([html.H5("Summary"), html.Div(first["summary"], id="rec-summary")],
+                            lg=5),
                     dbc.Col(
                         [
                             html.H5("Beats (click a row to go there)"),
@@ -122,18 +128,19 @@ def layout(name: str | None = None, **_query) -> html.Div:
                             ),
                             # A plain table, paged on the server: only 12 rows travel, and the
                             # page needs no data-grid library.
-                            html.Div(id="rec-beats", className="beat-table"),
+                            html.Div(first["beats"], id="rec-beats", className="beat-table"),
                             html.Div(
                                 [
                                     dbc.Button("◀", id="rec-beats-prev", size="sm",
                                                color="secondary", outline=True),
-                                    html.Span(id="rec-beats-page-label", className="mx-2"),
+                                    html.Span(first["page_label"], id="rec-beats-page-label",
+                                              className="mx-2"),
                                     dbc.Button("▶", id="rec-beats-next", size="sm",
                                                color="secondary", outline=True),
                                 ],
                                 className="mt-1",
                             ),
-                            dcc.Store(id="rec-beats-page", data=0),
+                            dcc.Store(id="rec-beats-page", data=first["page"]),
                         ],
                         lg=7,
                     ),
@@ -264,6 +271,54 @@ def _rhythm_and_hrv(rhythm: dict[str, Any], hrv: dict[str, Any]) -> list[Any]:
     return out
 
 
+EMPTY_FIGURE: dict[str, Any] = {"data": [], "layout": {}}
+FIRST_VIEW_KEYS = ("info", "alerts", "lead_options", "leads", "summary", "trend", "ready",
+                   "title", "wave", "view", "beats", "page", "page_label")
+
+
+def first_view(
+    record_id: str | None, session_id: str | None, layers: list[str] | None = None
+) -> dict[str, Any]:
+    """Everything the record view shows when it opens, keyed by :data:`FIRST_VIEW_KEYS`.
+
+    Reads and analyses the record through the cache (:func:`get_prepared`); a record that
+    cannot be opened gives an alert and empty figures. ``layers``: the waveform's layers
+    (default :data:`DEFAULT_LAYERS`).
+    """
+    empty = {"info": "", "alerts": [], "lead_options": [], "leads": [], "summary": "",
+             "trend": EMPTY_FIGURE, "ready": None, "wave": EMPTY_FIGURE, "view": None,
+             "beats": "", "page": 0, "page_label": "",
+             "title": f"Record {record_id}" if record_id else "Record"}
+    if not record_id:
+        return {**empty, "alerts": [_alert("No record given.", "danger")]}
+    try:
+        prepared = get_prepared(record_id, session_id)
+    except EcgError as error:
+        return {**empty, "alerts": [_alert(str(error), "danger")]}
+    alerts = [_alert(n) for n in prepared.notices]
+    if prepared.analysis_error:
+        alerts.append(_alert(prepared.analysis_error, "danger"))
+    cfg = context.config()
+    view = clamp_view(0.0, cfg.initial_span_s, prepared.duration_s)
+    leads = [prepared.lead_used]
+    layers = list(DEFAULT_LAYERS if layers is None else layers)
+    table, page, label = _table_page(prepared, record_id, 0, "all")
+    return {
+        "info": _info(prepared), "alerts": alerts,
+        "lead_options": [{"label": name, "value": i}
+                         for i, name in enumerate(prepared.recording.leads)],
+        "leads": leads, "summary": _summary(prepared),
+        "trend": trend_figure(prepared, view),
+        "ready": {"id": record_id, "duration": prepared.duration_s,
+                  "n_beats": int(prepared.beats["sample"].size) if prepared.beats else 0},
+        "title": prepared.title if is_upload(record_id) else f"Record {record_id}",
+        "wave": waveform_figure(prepared, view, leads, layers, points=cfg.points_per_view,
+                                detail_span_s=cfg.detail_span_s),
+        "view": {"view": list(view), "leads": leads, "layers": layers, "selected": None},
+        "beats": table, "page": page, "page_label": label,
+    }
+
+
 @callback(
     Output("rec-info", "children"),
     Output("rec-alerts", "children"),
@@ -281,39 +336,15 @@ def _rhythm_and_hrv(rhythm: dict[str, Any], hrv: dict[str, Any]) -> list[Any]:
     Input("rec-id", "data"),
     State("session-id", "data"),
     State("rec-layers", "value"),
+    prevent_initial_call=True,
 )
 def load_record(record_id, session_id, layers):
-    """Read and analyse (through the cache) the record, and draw its first view.
+    """The first view as one callback answer, for programs that drive the app over HTTP.
 
-    The first waveform comes with the rest (not from a second callback after this one), so
-    the page is complete after one round trip.
+    The page itself arrives drawn from :func:`layout` and never calls this.
     """
-    empty = {"data": [], "layout": {}}
-    if not record_id:
-        return ("", _alert("No record given.", "danger"), [], [], "", empty, None,
-                "Record", empty, None, "", 0, "")
-    try:
-        prepared = get_prepared(record_id, session_id)
-    except EcgError as error:
-        return ("", _alert(str(error), "danger"), [], [], "", empty, None,
-                f"Record {record_id}", empty, None, "", 0, "")
-    alerts = [_alert(n) for n in prepared.notices]
-    if prepared.analysis_error:
-        alerts.append(_alert(prepared.analysis_error, "danger"))
-    options = [{"label": name, "value": i} for i, name in enumerate(prepared.recording.leads)]
-    cfg = context.config()
-    view = clamp_view(0.0, cfg.initial_span_s, prepared.duration_s)
-    title = prepared.title if is_upload(record_id) else f"Record {record_id}"
-    ready = {"id": record_id, "duration": prepared.duration_s,
-             "n_beats": int(prepared.beats["sample"].size) if prepared.beats else 0}
-    leads = [prepared.lead_used]
-    layers = list(layers or [])
-    figure = waveform_figure(prepared, view, leads, layers, points=cfg.points_per_view,
-                             detail_span_s=cfg.detail_span_s)
-    drawn = {"view": list(view), "leads": leads, "layers": layers, "selected": None}
-    table, page, label = _table_page(prepared, record_id, 0, "all")
-    return (_info(prepared), alerts, options, leads, _summary(prepared),
-            trend_figure(prepared, view), ready, title, figure, drawn, table, page, label)
+    first = first_view(record_id, session_id, layers)
+    return tuple(first[key] for key in FIRST_VIEW_KEYS)
 
 
 def _jump(prepared: PreparedRecord, target: str, view: tuple[float, float]) -> float | None:
@@ -341,7 +372,6 @@ def _jump(prepared: PreparedRecord, target: str, view: tuple[float, float]) -> f
     Output("rec-trend", "figure", allow_duplicate=True),
     Output("rec-nav-msg", "children"),
     Output("rec-selected", "data"),
-    Input("rec-wave", "relayoutData"),
     Input("rec-wave", "clickData"),
     Input("rec-prev-abnormal", "n_clicks"),
     Input("rec-next-abnormal", "n_clicks"),
@@ -358,9 +388,42 @@ def _jump(prepared: PreparedRecord, target: str, view: tuple[float, float]) -> f
     State("session-id", "data"),
     prevent_initial_call=True,
 )
-def draw(relayout, click, _p, _n, _d, _r, _w, _rows, trend_click, leads, layers,
+def draw(click, _p, _n, _d, _r, _w, _rows, trend_click, leads, layers,
          drawn, selected, ready, session_id):
-    """Redraw the waveform for the visible range after any zoom, pan, jump or toggle.
+    """Redraw the waveform after a jump, a click or a toggle (zooms: :func:`zoom`)."""
+    return _redraw(None, click, trend_click, leads, layers, drawn, selected, ready,
+                   session_id)
+
+
+@callback(
+    Output("rec-wave", "figure", allow_duplicate=True),
+    Output("rec-view", "data", allow_duplicate=True),
+    Output("rec-trend", "figure", allow_duplicate=True),
+    Output("rec-nav-msg", "children", allow_duplicate=True),
+    Output("rec-selected", "data", allow_duplicate=True),
+    Input("rec-wave", "relayoutData"),
+    State("rec-leads", "value"),
+    State("rec-layers", "value"),
+    State("rec-view", "data"),
+    State("rec-selected", "data"),
+    State("rec-ready", "data"),
+    State("session-id", "data"),
+    prevent_initial_call=True,
+)
+def zoom(relayout, leads, layers, drawn, selected, ready, session_id):
+    """Redraw the waveform for the visible range after a zoom or pan.
+
+    A callback of its own: the graph's resizes also report here (with no range, so they
+    draw nothing), and Dash drops the answer of a callback that is asked again before it
+    answers, so a resize must not share a callback with the buttons.
+    """
+    out = _redraw(relayout, None, None, leads, layers, drawn, selected, ready, session_id)
+    # A resize must not wipe the message of a jump answered just before it.
+    return out if out[3] else (*out[:3], dash.no_update, out[4])
+
+
+def _redraw(relayout, click, trend_click, leads, layers, drawn, selected, ready, session_id):
+    """The new waveform, view state, trend patch, message and selection for an event.
 
     ``rec-view`` holds what is drawn (range, leads, layers, selected beat): an event that
     would draw the same again (the graph's autosize, the lead list being filled in) sends
@@ -467,9 +530,14 @@ def _clicked_beat(click) -> int | None:
     Output("rec-explain-link", "children"),
     Input("rec-selected", "data"),
     State("rec-ready", "data"),
+    prevent_initial_call=True,
 )
 def explain_link(selected, ready):
     """A link to explain the selected beat."""
+    return _explain_link(selected, ready)
+
+
+def _explain_link(selected: int | None, ready: dict | None):
     if selected is None or not ready:
         return html.Span("click a beat label to select it", className="text-muted small")
     href = f"/explain?record={quote(ready['id'])}&beat={int(selected)}"

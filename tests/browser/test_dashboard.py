@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import re
 from pathlib import Path
@@ -99,6 +100,28 @@ def test_record_208_shows_waveform_markers_and_labels(web):
     web.page.wait_for_selector("#rec-explain-a")
     assert web.page.get_attribute("#rec-explain-a", "href").startswith("/explain?record=208")
     web.shot("record-208")
+    web.check_clean()
+
+
+def test_record_view_opened_by_its_address_comes_drawn_with_the_layout(web):
+    """No routing or loading callback before the figures; light, compressed scripts."""
+    requests, responses = [], {}
+    web.page.on("request", lambda r: requests.append(r))
+    web.page.on("response", lambda r: responses.__setitem__(r.url, r))
+    web.goto("/record/208")
+    wait_wave(web, "s.texts > 20")
+    web.page.wait_for_selector("#rec-beats td")
+    web.page.wait_for_selector("#rec-summary table")
+    outputs = [json.loads(r.post_data or "{}").get("output", "") for r in requests
+               if "_dash-update-component" in r.url]
+    assert not [o for o in outputs if "_pages_content" in o or "rec-info" in o], outputs
+    scripts = [r.url for r in requests if r.resource_type == "script"]
+    assert not [u for u in scripts if "polyfill" in u], scripts
+    plotly = [u for u in scripts if "plotly" in u]
+    assert len(plotly) == 1, plotly
+    headers = responses[plotly[0]].headers
+    assert headers.get("content-encoding") in {"zstd", "br", "gzip"}, headers
+    assert "immutable" in headers.get("cache-control", ""), headers
     web.check_clean()
 
 
