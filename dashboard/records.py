@@ -8,6 +8,7 @@ it computes no ECG processing of its own.
 
 from __future__ import annotations
 
+import contextlib
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -374,18 +375,41 @@ def beat_model_inputs(prepared: PreparedRecord):
 
 
 def explanation(prepared: PreparedRecord, index: int, model: str) -> dict[str, Any]:
-    """SHAP attributions of one beat for one model (ecgcore.explain), kept once computed."""
+    """SHAP attributions of one beat for one model (ecgcore.explain), kept once computed.
+
+    Kept in the record's memory and in the disk cache (ecgcore.cache), so every server
+    process and every later visit reuses an explanation computed once.
+    """
     key = f"explain:{model}:{index}"
     with _extras_lock:
         found = prepared.extras.get(key)
     if found is not None:
         return found
     try:
-        from ecgcore.explain import explain_beat
+        from ecgcore.cache import (
+            analysis_key,
+            explanation_key,
+            load_explanation,
+            save_explanation,
+        )
+        from ecgcore.explain import DEFAULT_MAX_EVALS, explain_beat
         from ecgcore.inference import load_classifiers
     except ImportError as error:
         raise NotAvailableError(f"explanations are not available yet ({error})") from None
-    result = explain_beat(load_classifiers(), beat_model_inputs(prepared), int(index), model)
+    with _extras_lock:
+        record_key = prepared.extras.get("analysis_key")
+    if record_key is None:
+        # Hashing the samples takes a few milliseconds: once per record is enough.
+        record_key = analysis_key(prepared.recording, prepared.analysis.lead_used)
+        with _extras_lock:
+            prepared.extras["analysis_key"] = record_key
+    disk_key = explanation_key(record_key, index, model, DEFAULT_MAX_EVALS)
+    result = load_explanation(disk_key)
+    if result is None:
+        result = explain_beat(load_classifiers(), beat_model_inputs(prepared), int(index), model)
+        # A full or read-only disk only costs recomputing it next time.
+        with contextlib.suppress(OSError):
+            save_explanation(disk_key, result)
     with _extras_lock:
         # A few explanations per record are plenty to keep.
         kept = [k for k in prepared.extras if k.startswith("explain:")]

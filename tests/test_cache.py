@@ -110,3 +110,35 @@ def test_json_tables(tmp_path):
     cache.save_json("t", "key-a", [{"x": 1}], tmp_path)
     assert cache.load_json("t", "key-a", tmp_path) == [{"x": 1}]
     assert cache.load_json("t", "key-b", tmp_path) is None
+
+
+def test_an_explanation_round_trips_exactly_and_is_keyed_by_beat_and_model(mitdb):
+    from ecgcore.explain import DEFAULT_MAX_EVALS, explain_beat
+    from ecgcore.inference import load_classifiers
+    from training.dataset import load_record_beats
+
+    rec = load_record_beats(mitdb, "100")
+    from ecgcore.beats import BeatInputs
+
+    inputs = BeatInputs(rec["waveforms"][:40], rec["rr"][:40], rec["position"][:40])
+    explained = explain_beat(load_classifiers(), inputs, 10, "aami")
+    key = cache.explanation_key("a" * 32, 10, "aami", DEFAULT_MAX_EVALS)
+    assert cache.load_explanation(key) is None
+    cache.save_explanation(key, explained)
+    loaded = cache.load_explanation(key)
+    assert set(loaded) == set(explained)
+    for name, value in explained.items():
+        if isinstance(value, np.ndarray):
+            np.testing.assert_array_equal(loaded[name], value)
+            assert loaded[name].dtype == value.dtype
+        else:
+            assert loaded[name] == value
+    others = {cache.explanation_key("a" * 32, 11, "aami", DEFAULT_MAX_EVALS),
+              cache.explanation_key("a" * 32, 10, "binary", DEFAULT_MAX_EVALS),
+              cache.explanation_key("b" * 32, 10, "aami", DEFAULT_MAX_EVALS)}
+    assert key not in others and len(others) == 3
+    assert all(cache.load_explanation(k) is None for k in others)
+    # A damaged entry is a miss, never an error.
+    folder = Path(cache.cache_dir()) / "explanations"
+    (folder / f"{key}.npz").write_bytes(b"not a zip")
+    assert cache.load_explanation(key) is None

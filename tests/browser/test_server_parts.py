@@ -96,3 +96,27 @@ def test_figure_of_record_208_is_small_at_every_zoom():
     detail = figures.waveform_figure(prepared, (736.0, 743.0), [0], layers)
     names = {trace["name"] for trace in detail["data"]}
     assert {"P waves", "QRS waves", "T waves", "reference"} <= names
+
+
+def test_an_explanation_is_computed_once_for_every_server_process(tmp_path, monkeypatch):
+    """A second process (a fresh prepared record) reads the explanation from the disk cache."""
+    from dashboard.records import explanation, prepare
+    from ecgcore.recording import Recording
+
+    monkeypatch.setenv("ECG_CACHE_DIR", str(tmp_path / "cache"))
+    import wfdb
+
+    head = wfdb.rdrecord(str(MITDB / "119"), sampto=360 * 60)
+    recording = Recording(head.p_signal, 360.0, list(head.sig_name), list(head.units), "119")
+    first = prepare("119", recording)
+    index = int(np.flatnonzero(first.beats["aami"] == "V")[0])
+    computed = explanation(first, index, "aami")
+    assert list((tmp_path / "cache" / "explanations").glob("*.npz"))
+    other_process = prepare("119", recording)  # nothing in its memory
+    assert f"explain:aami:{index}" not in other_process.extras
+    reused = explanation(other_process, index, "aami")
+    # The time it took is the first computation's: it was read, not recomputed.
+    assert reused["seconds"] == computed["seconds"]
+    np.testing.assert_array_equal(reused["waveform"], computed["waveform"])
+    np.testing.assert_array_equal(reused["rr"], computed["rr"])
+    assert reused["classes"] == computed["classes"]
