@@ -191,16 +191,37 @@ def _window_stat(values: np.ndarray, half: int, stat: str | float) -> np.ndarray
     out = np.empty(n, dtype=np.float64)
     if stat == "mean":
         cumulative = np.concatenate([[0.0], np.cumsum(values)])
-    for i in range(n):
+
+    def one(i: int) -> float:
         lo, hi = max(0, i - half), min(n, i + half)
         if hi <= lo:
             lo, hi = max(0, n - 1), n
         if stat == "mean":
-            out[i] = (cumulative[hi] - cumulative[lo]) / (hi - lo)
-        elif stat == "median":
-            out[i] = np.median(values[lo:hi])
+            return (cumulative[hi] - cumulative[lo]) / (hi - lo)
+        if stat == "median":
+            return np.median(values[lo:hi])
+        return np.percentile(values[lo:hi], float(stat))
+
+    width = 2 * half
+    if stat == "mean" or half < 1 or n < width + 1:
+        for i in range(n):
+            out[i] = one(i)
+        return out
+    # Every full window at once (a per-beat loop took a third of a second per 30-minute
+    # record); the same numpy reductions, so the values are identical. The windows cut
+    # short at both ends go one by one. Blocks bound the memory on day-long recordings.
+    windows = np.lib.stride_tricks.sliding_window_view(values, width)
+    first, last = half, n - half  # beats whose window is full: values[i-half:i+half]
+    block = 8192
+    for start in range(first, last + 1, block):
+        stop = min(start + block, last + 1)
+        chunk = windows[start - half:stop - half]
+        if stat == "median":
+            out[start:stop] = np.median(chunk, axis=1)
         else:
-            out[i] = np.percentile(values[lo:hi], float(stat))
+            out[start:stop] = np.percentile(chunk, float(stat), axis=1)
+    for i in [*range(0, first), *range(last + 1, n)]:
+        out[i] = one(i)
     return out
 
 
