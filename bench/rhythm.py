@@ -215,6 +215,10 @@ def reference_intervals(d: dict) -> dict[str, list[tuple[int, int]]]:
     return ref_iv
 
 
+_CNN_CLASSES: dict[str, np.ndarray] = {}
+"""The CNN's classes per record, computed once per run."""
+
+
 def setting_inputs(
     d: dict, setting: str, cnn=None
 ) -> tuple[np.ndarray, np.ndarray | None, np.ndarray]:
@@ -228,11 +232,13 @@ def setting_inputs(
     if setting == "ref_beats":
         return d["ref_beats"], d["ref_classes"], d["ref_p_peaks"]
     if setting == "cnn":
-        from ecgcore.beats import beat_inputs
-        from ecgcore.inference import classify_beats
+        if d["record"] not in _CNN_CLASSES:
+            from ecgcore.beats import beat_inputs
+            from ecgcore.inference import classify_beats
 
-        result = classify_beats(cnn, beat_inputs(d["x"], d["rpeaks"], FS))
-        return d["rpeaks"], np.asarray(result["aami"]), d["p_peaks"]
+            result = classify_beats(cnn, beat_inputs(d["x"], d["rpeaks"], FS))
+            _CNN_CLASSES[d["record"]] = np.asarray(result["aami"])
+        return d["rpeaks"], _CNN_CLASSES[d["record"]], d["p_peaks"]
     raise ValueError(setting)
 
 
@@ -267,12 +273,46 @@ SETTINGS = {
 AF_GRID_IRR = (0.05, 0.06, 0.07, 0.08, 0.09, 0.10, 0.11)
 AF_GRID_P = (0.2, 0.3, 0.4)
 AF_GRID_PR = (None, 0.03)
+AF_GRID_ECTOPIC = (("V", "F", "Q"), ("V", "F", "Q", "S"))
 AF_TIE_POINTS = 0.1
 """DS1 harmonic means within this many points of the best count as tied."""
+AF_OPTIONS = {
+    "P coherence <= 0.5": {"AF_MAX_P_COHERENCE": 0.5},
+    "P coherence <= 0.6": {"AF_MAX_P_COHERENCE": 0.6},
+    "skip 1 interval after an ectopic beat": {"AF_SKIP_AFTER_ECTOPIC": 1},
+    "hysteresis (hold at 0.85 x irregularity, P fraction 0.4)":
+        {"AF_HOLD_IRREGULARITY": 0.85, "AF_HOLD_P_FRACTION": 0.4},
+}
+"""Other AF options, each tried alone on top of the DS1 choice (kept only if DS1 says so)."""
+AFL_GRID = (0.3, 0.35, 0.4, 0.45, 0.5)
+VT_FLAGS = ("VT_RATE_FROM_COUPLING", "VT_FUSION_IN_RUN", "VT_AMBIGUOUS_IN_RUN",
+            "VT_RECOVER_MISSED", "VT_RELABEL_AFTER_MISSED")
+VT_GRID = {"VT_GAP_RATIO": (1.5, 1.6, 1.8), "VT_MISSED_MIN_CORR": (0.7, 0.8, 0.9),
+           "VT_MISSED_MIN_SLOPE": (0.3, 0.5, 0.7)}
 
 
 def _hmean(a: float | None, b: float | None) -> float:
     return 0.0 if not a or not b else 2 * a * b / (a + b)
+
+
+class _Patched:
+    """Set attributes of ecgcore.rhythm for a block, then restore them."""
+
+    def __init__(self, **values):
+        self.values = values
+
+    def __enter__(self):
+        from ecgcore import rhythm
+
+        self.saved = {k: getattr(rhythm, k) for k in self.values}
+        for k, v in self.values.items():
+            setattr(rhythm, k, v)
+
+    def __exit__(self, *exc):
+        from ecgcore import rhythm
+
+        for k, v in self.saved.items():
+            setattr(rhythm, k, v)
 
 
 def _af_score(data: dict[str, dict], records: list[str], inputs: dict, noise: dict) -> dict:
@@ -282,68 +322,219 @@ def _af_score(data: dict[str, dict], records: list[str], inputs: dict, noise: di
     for r in records:
         rp, cls, pp = inputs[r]
         det = rhythm.af_episodes(rp, FS, data[r]["n"], beat_classes=cls, p_peaks=pp,
-                                 exclude=noise[r])
+                                 exclude=noise[r], x=data[r]["x"])
         rows.append(score_record(reference_intervals(data[r])["AFIB"], det))
     return aggregate(rows)
+
+
+def _noise_masks(data: dict[str, dict], inputs: dict) -> dict:
+    from ecgcore import rhythm
+
+    return {r: rhythm._in_any(inputs[r][0],
+                              rhythm.noise_intervals(data[r]["x"], inputs[r][0], FS))
+            for r in inputs}
 
 
 def tune_af(data: dict[str, dict]) -> dict:
     """DS1 grid over the AF thresholds (setting ref_classes).
 
     Rule: the highest harmonic mean of DS1 duration Se and +P; among the settings within
-    :data:`AF_TIE_POINTS` of it with the same P fraction and PR tolerance, the middle
-    irregularity threshold of the plateau (the one furthest from where DS1 falls off).
-    The chosen setting and the best one with the PR-consistency filter are then also
-    scored on all 48 records, for information only (not used for the choice).
+    :data:`AF_TIE_POINTS` of it, key by key (ectopic classes, PR tolerance, P fraction)
+    the module's value if a tied setting has it (what DS1 cannot tell apart stays as
+    it was), else the best tied setting's; then with those, the middle irregularity
+    threshold of the plateau (the one furthest from where DS1 falls off). Then each of
+    :data:`AF_OPTIONS` is tried alone on top of it and kept when it raises the DS1
+    harmonic mean by more than :data:`AF_TIE_POINTS`. The chosen setting, the best one
+    with the PR-consistency filter and every option are also scored on all 48 records,
+    for information only (not used for the choice).
     """
     from ecgcore import rhythm
 
-    names = ("AF_IRREGULARITY", "AF_MAX_P_FRACTION", "AF_PR_TOLERANCE_S")
+    names = ("AF_IRREGULARITY", "AF_MAX_P_FRACTION", "AF_PR_TOLERANCE_S", "ECTOPIC_CLASSES")
+    keys = ("irregularity", "max_p_fraction", "pr_tolerance_s", "ectopic_classes")
     saved = tuple(getattr(rhythm, k) for k in names)
     records = mitdb_records()
     inputs = {r: setting_inputs(data[r], "ref_classes") for r in records}
-    noise = {r: rhythm._in_any(inputs[r][0],
-                               rhythm.noise_intervals(data[r]["x"], inputs[r][0], FS))
-             for r in records}
+    noise = _noise_masks(data, inputs)
     grid = []
 
-    def row(irr, pf, tol, a):
-        return {"irregularity": irr, "max_p_fraction": pf, "pr_tolerance_s": tol,
+    def row(values, a):
+        return {**dict(zip(keys, values, strict=True)),
                 "duration_se": a["duration_se"], "duration_ppv": a["duration_ppv"],
                 "score": round(_hmean(a["duration_se"], a["duration_ppv"]), 2)}
 
-    try:
+    for ect in AF_GRID_ECTOPIC:
         for tol in AF_GRID_PR:
             for irr in AF_GRID_IRR:
                 for pf in AF_GRID_P:
-                    for k, v in zip(names, (irr, pf, tol), strict=True):
-                        setattr(rhythm, k, v)
-                    grid.append(row(irr, pf, tol, _af_score(data, DS1, inputs, noise)))
+                    values = (irr, pf, tol, ect)
+                    with _Patched(**dict(zip(names, values, strict=True))):
+                        grid.append(row(values, _af_score(data, DS1, inputs, noise)))
 
-        def pick(candidates):
-            best = max(g["score"] for g in candidates)
-            top = max(candidates, key=lambda g: (g["score"], -g["irregularity"]))
-            plateau = sorted((g for g in candidates if g["score"] >= best - AF_TIE_POINTS
-                              and g["max_p_fraction"] == top["max_p_fraction"]
-                              and g["pr_tolerance_s"] == top["pr_tolerance_s"]),
-                             key=lambda g: g["irregularity"])
-            return plateau[(len(plateau) - 1) // 2]
+    incumbent = dict(zip(keys, saved, strict=True))
 
-        chosen = pick(grid)
-        alternative = pick([g for g in grid if g["pr_tolerance_s"] is not None])
-        all48 = {}
-        for label, g in (("chosen", chosen), ("best with PR filter", alternative)):
-            values = (g["irregularity"], g["max_p_fraction"], g["pr_tolerance_s"])
-            for k, v in zip(names, values, strict=True):
-                setattr(rhythm, k, v)
-            all48[label] = row(*values, _af_score(data, records, inputs, noise))
-    finally:
-        for k, v in zip(names, saved, strict=True):
-            setattr(rhythm, k, v)
-    module = dict(zip(("irregularity", "max_p_fraction", "pr_tolerance_s"), saved, strict=True))
-    return {"grid": grid, "chosen": chosen, "all48_information_only": all48,
-            "module": module,
-            "module_matches": all(chosen[k] == v for k, v in module.items())}
+    def pick(candidates):
+        best = max(g["score"] for g in candidates)
+        tied = [g for g in candidates if g["score"] >= best - AF_TIE_POINTS]
+        # What DS1 cannot tell apart stays as it was: key by key (ectopic classes, PR
+        # tolerance, P fraction), the module's value if a tied setting has it, otherwise
+        # the best tied setting's.
+        for k in reversed(keys[1:]):
+            if not any(g[k] == incumbent[k] for g in tied):
+                top = max(tied, key=lambda g: (g["score"], -g["irregularity"]))
+                value = top[k]
+            else:
+                value = incumbent[k]
+            tied = [g for g in tied if g[k] == value]
+        plateau = sorted(tied, key=lambda g: g["irregularity"])
+        return plateau[(len(plateau) - 1) // 2]
+
+    chosen = pick(grid)
+    alternative = pick([g for g in grid if g["pr_tolerance_s"] is not None])
+    base = dict(zip(names, (chosen[k] for k in keys), strict=True))
+    options = []
+    with _Patched(**base):
+        base_all = _af_score(data, records, inputs, noise)
+        for label, values in AF_OPTIONS.items():
+            with _Patched(**values):
+                ds1 = _af_score(data, DS1, inputs, noise)
+                all48 = _af_score(data, records, inputs, noise)
+            score = round(_hmean(ds1["duration_se"], ds1["duration_ppv"]), 2)
+            options.append({"option": label, "values": values,
+                            "ds1": [ds1["duration_se"], ds1["duration_ppv"], score],
+                            "all48": [all48["duration_se"], all48["duration_ppv"]],
+                            "kept": score > chosen["score"] + AF_TIE_POINTS})
+    all48 = {"chosen": row(tuple(chosen[k] for k in keys), base_all)}
+    alt_values = tuple(alternative[k] for k in keys)
+    with _Patched(**dict(zip(names, alt_values, strict=True))):
+        all48["best with PR filter"] = row(alt_values,
+                                           _af_score(data, records, inputs, noise))
+    module = dict(zip(keys, saved, strict=True))
+    extras = {k: getattr(rhythm, k) for o in AF_OPTIONS.values() for k in o}
+    defaults = {"AF_MAX_P_COHERENCE": None, "AF_SKIP_AFTER_ECTOPIC": 0,
+                "AF_HOLD_IRREGULARITY": 1.0, "AF_HOLD_P_FRACTION": saved[1]}
+    kept = {k: v for o in options if o["kept"] for k, v in o["values"].items()}
+    expected_extras = {k: kept.get(k, defaults[k]) for k in extras}
+    return {"grid": grid, "chosen": chosen, "options": options, "kept_options": kept,
+            "all48_information_only": all48, "module": module,
+            "module_matches": all(chosen[k] == v for k, v in module.items())
+            and extras == expected_extras}
+
+
+def tune_afl(data: dict[str, dict]) -> dict:
+    """DS1 grid over the flutter organisation threshold (setting ref_classes, AF chosen).
+
+    Rule: the lowest threshold (the most flutter found) whose DS1 AFIB duration Se and +P
+    both stay within :data:`AF_TIE_POINTS` of those without flutter detection: DS1's one
+    flutter record (203, noisy) gives no flutter to find, so DS1 can only say how much
+    fibrillation a threshold mistakes for flutter.
+    """
+    from ecgcore import rhythm
+
+    inputs = {r: setting_inputs(data[r], "ref_classes") for r in DS1}
+    noise = _noise_masks(data, inputs)
+    af, org = {}, {}
+    for r in DS1:
+        rp, cls, pp = inputs[r]
+        af[r] = rhythm.af_episodes(rp, FS, data[r]["n"], beat_classes=cls, p_peaks=pp,
+                                   exclude=noise[r], x=data[r]["x"])
+        if af[r]:
+            ect = np.isin(cls, rhythm.ECTOPIC_CLASSES)
+            org[r] = rhythm.atrial_organisation(data[r]["x"], rp, FS, ect)
+
+    def score(threshold):
+        rows_af, rows_afl = [], []
+        for r in DS1:
+            ref = reference_intervals(data[r])
+            fib, fl = af[r], []
+            if af[r] and threshold is not None:
+                with _Patched(AFL_MIN_ORGANISATION=threshold):
+                    fib, fl = rhythm.split_flutter(af[r], org[r], FS)
+            rows_af.append(score_record(ref["AFIB"], fib))
+            rows_afl.append(score_record(ref["AFL"], fl))
+        a, b = aggregate(rows_af), aggregate(rows_afl)
+        return {"threshold": threshold, "afib_se": a["duration_se"],
+                "afib_ppv": a["duration_ppv"], "afl_se": b["duration_se"],
+                "afl_ppv": b["duration_ppv"], "afl_det_s": b["det_s"]}
+
+    none = score(None)
+    grid = [score(t) for t in AFL_GRID]
+    ok = [g for g in grid if (none["afib_se"] or 0) - (g["afib_se"] or 0) <= AF_TIE_POINTS
+          and (none["afib_ppv"] or 0) - (g["afib_ppv"] or 0) <= AF_TIE_POINTS]
+    chosen = min(ok, key=lambda g: g["threshold"]) if ok else None
+    module = rhythm.AFL_MIN_ORGANISATION
+    return {"without": none, "grid": grid, "chosen": chosen, "module": module,
+            "module_matches": chosen is not None and chosen["threshold"] == module}
+
+
+def _vt_score(data: dict[str, dict], records: list[str], inputs: dict, noise: dict,
+              **values) -> dict:
+    """VT episodes alone (as ecg_rhythm finds them) under patched settings."""
+    from ecgcore import rhythm
+
+    rows = []
+    with _Patched(**values):
+        for r in records:
+            rp, cls, _ = inputs[r]
+            c = np.where(noise[r], "Q", cls)
+            if rhythm.VT_RECOVER_MISSED:
+                rp, c = rhythm.recover_missed_beats(data[r]["x"], rp, c, FS)
+            vt, _ = rhythm.ventricular_runs(c, rp, FS, data[r]["n"])
+            rows.append(score_record(reference_intervals(data[r])["VT"], vt))
+    a = aggregate(rows)
+    return {"episode_se": a["episode_se"], "episode_ppv": a["episode_ppv"],
+            "found": a["ref_found"], "ref_n": a["ref_n"], "det_n": a["det_n"]}
+
+
+def tune_vt(data: dict[str, dict], cnn) -> dict:
+    """DS1 choice of the VT rule's options and missed-beat search (setting cnn, else
+    ref_classes).
+
+    Rule: the highest DS1 episode Se, then the highest DS1 episode +P, then the fewest
+    options on, then the strictest search (largest gap ratio, correlation, slope). First
+    the options (:data:`VT_FLAGS`, every combination, at the module's
+    search settings), then the search settings (:data:`VT_GRID`) with the options chosen.
+    Each option alone is also scored on DS1 and all 48 records in settings cnn,
+    ref_classes and ref_beats, for information.
+    """
+    import itertools
+
+    from ecgcore import rhythm
+
+    setting = "cnn" if cnn is not None else "ref_classes"
+    records = mitdb_records()
+    inputs = {s: {r: setting_inputs(data[r], s, cnn) for r in records}
+              for s in ("cnn", "ref_classes", "ref_beats") if s != "cnn" or cnn is not None}
+    noise = {s: _noise_masks(data, inp) for s, inp in inputs.items()}
+    def key(g):
+        # Ties: fewer options on, then the strictest search (fewest beats put back).
+        return (g["ds1"]["episode_se"] or 0, g["ds1"]["episode_ppv"] or 0,
+                -sum(g["flags"].values()), *g.get("params", {}).values())
+
+    flag_rows = []
+    for combo in itertools.product((False, True), repeat=len(VT_FLAGS)):
+        flags = dict(zip(VT_FLAGS, combo, strict=True))
+        flag_rows.append({"flags": flags, "ds1": _vt_score(
+            data, DS1, inputs[setting], noise[setting], **flags)})
+    best_flags = max(flag_rows, key=key)["flags"]
+    param_rows = []
+    for values in itertools.product(*VT_GRID.values()):
+        params = dict(zip(VT_GRID, values, strict=True))
+        param_rows.append({"params": params, "flags": best_flags, "ds1": _vt_score(
+            data, DS1, inputs[setting], noise[setting], **best_flags, **params)})
+    best_params = max(param_rows, key=key)["params"]
+    chosen = {**best_flags, **best_params}
+    ablation = []
+    for flag in VT_FLAGS:
+        for on in (False, True):
+            values = {**chosen, flag: on}
+            ablation.append({"flag": flag, "on": on, **{
+                f"{s} {g}": _vt_score(data, recs, inputs[s], noise[s], **values)
+                for s in inputs for g, recs in (("DS1", DS1), ("all", records))}})
+    module = {k: getattr(rhythm, k) for k in chosen}
+    return {"setting": setting, "flags_grid": flag_rows, "params_grid": param_rows,
+            "chosen": chosen, "ablation": ablation, "module": module,
+            "module_matches": module == chosen}
 
 
 HRV_RECORDS = ("100", "103", "113", "117", "122", "123", "234")
@@ -392,9 +583,18 @@ def main() -> int:
 
     tuning = tune_af(data)
     for k, key in (("AF_IRREGULARITY", "irregularity"), ("AF_MAX_P_FRACTION", "max_p_fraction"),
-                   ("AF_PR_TOLERANCE_S", "pr_tolerance_s")):
+                   ("AF_PR_TOLERANCE_S", "pr_tolerance_s"),
+                   ("ECTOPIC_CLASSES", "ectopic_classes")):
         setattr(rhythm, k, tuning["chosen"][key])
+    for k, v in tuning["kept_options"].items():
+        setattr(rhythm, k, v)
+    afl_tuning = tune_afl(data)
+    if afl_tuning["chosen"] is not None:
+        rhythm.AFL_MIN_ORGANISATION = afl_tuning["chosen"]["threshold"]
     cnn, cnn_error = _load_cnn()
+    vt_tuning = tune_vt(data, cnn)
+    for k, v in vt_tuning["chosen"].items():
+        setattr(rhythm, k, v)
     settings = [s for s in SETTINGS if s != "cnn" or cnn is not None]
     results: dict = {}
     per_record: dict = {}
@@ -436,6 +636,8 @@ def main() -> int:
         "af_burden": burden,
         "noise_pct": noise,
         "af_tuning_ds1": tuning,
+        "afl_tuning_ds1": afl_tuning,
+        "vt_tuning_ds1": vt_tuning,
         "hrv": hrv_rows,
         "seconds": round(time.perf_counter() - start, 1),
         "code_digest": _code_digest(),
@@ -503,28 +705,92 @@ def main() -> int:
     lines.append("")
     ch = tuning["chosen"]
     differs = "DIFFERS: copy the choice into ecgcore/rhythm.py"
+
+    def ect(classes) -> str:
+        return "".join(classes)
+
     lines += ["## AF threshold grid on DS1 (setting `ref_classes`, AFIB duration Se / +P)", "",
               "Rule: highest harmonic mean of DS1 duration Se and +P; among the settings "
-              f"within {AF_TIE_POINTS} point of it with the same P fraction and PR tolerance, "
-              "the middle of the irregularity plateau. **Every table above uses this DS1 "
-              "choice** (set for the run); the module's defaults are what ecg analyze "
-              f"uses. Chosen: irregularity {ch['irregularity']}, max P "
-              f"fraction {ch['max_p_fraction']}, PR tolerance {ch['pr_tolerance_s']}; module "
-              f"setting {tuning['module']} "
+              f"within {AF_TIE_POINTS} point of it, key by key (ectopic classes, PR tolerance, "
+              "P fraction) the module's value if a tied setting has it (what DS1 cannot tell "
+              "apart stays as it was), else the best tied setting's; with those, the middle "
+              "of the irregularity plateau. **Every table above "
+              "uses this DS1 choice** (set for the run); the module's defaults are what ecg "
+              f"analyze uses. Chosen: irregularity {ch['irregularity']}, max P "
+              f"fraction {ch['max_p_fraction']}, PR tolerance {ch['pr_tolerance_s']}, "
+              f"ectopic classes {ect(ch['ectopic_classes'])}; options kept "
+              f"{tuning['kept_options'] or 'none'}; module setting {tuning['module']} "
               f"({'matches' if tuning['module_matches'] else differs}"
               "). PR tolerance: a P wave counts only if its PR interval is within that many "
-              "seconds of the local median PR (None: every P wave the delineator reports).",
-              "", "All 48 records, for information only (not used for the choice):", ""]
+              "seconds of the local median PR (None: every P wave the delineator reports). "
+              "Ectopic classes: beats left out of the RR series.",
+              "", "Other options, each alone on top of the choice (kept when the DS1 harmonic "
+              f"mean rises by more than {AF_TIE_POINTS}); all 48 records for information only:",
+              "", "| option | DS1 Se | DS1 +P | DS1 harmonic mean | all Se | all +P | kept |",
+              "|---|---|---|---|---|---|---|"]
+    for o in tuning["options"]:
+        lines.append(f"| {o['option']} | {_fmt(o['ds1'][0])} | {_fmt(o['ds1'][1])} | "
+                     f"{o['ds1'][2]:.2f} | {_fmt(o['all48'][0])} | {_fmt(o['all48'][1])} | "
+                     f"{'yes' if o['kept'] else 'no'} |")
+    lines += ["", "All 48 records, for information only (not used for the choice):", ""]
     for label, g in tuning["all48_information_only"].items():
         lines.append(f"- {label} (irregularity {g['irregularity']}, max P fraction "
-                     f"{g['max_p_fraction']}, PR tolerance {g['pr_tolerance_s']}): duration Se "
+                     f"{g['max_p_fraction']}, PR tolerance {g['pr_tolerance_s']}, ectopic "
+                     f"{ect(g['ectopic_classes'])}): duration Se "
                      f"{_fmt(g['duration_se'])}, +P {_fmt(g['duration_ppv'])}")
-    lines += ["", "| PR tolerance | irregularity | max P fraction | Se | +P | harmonic mean |",
-              "|---|---|---|---|---|---|"]
+    lines += ["", "| ectopic | PR tolerance | irregularity | max P fraction | Se | +P | "
+              "harmonic mean |", "|---|---|---|---|---|---|---|"]
     for g in tuning["grid"]:
-        lines.append(f"| {g['pr_tolerance_s']} | {g['irregularity']} | {g['max_p_fraction']} | "
+        lines.append(f"| {ect(g['ectopic_classes'])} | {g['pr_tolerance_s']} | "
+                     f"{g['irregularity']} | {g['max_p_fraction']} | "
                      f"{_fmt(g['duration_se'])} | {_fmt(g['duration_ppv'])} | "
                      f"{g['score']:.2f} |")
+    at = afl_tuning
+    chosen_afl = at["chosen"]["threshold"] if at["chosen"] else None
+    lines += ["", "## Flutter threshold on DS1 (setting `ref_classes`, AF as chosen above)", "",
+              "Rule: the lowest organisation threshold whose DS1 AFIB duration Se and +P stay "
+              f"within {AF_TIE_POINTS} point of those without flutter detection (DS1's only "
+              "flutter, in the noisy record 203, is not organised enough to be found, so DS1 "
+              "can only tell how much fibrillation a threshold takes for flutter). Chosen: "
+              f"{chosen_afl}; module {at['module']} "
+              f"({'matches' if at['module_matches'] else differs}).", "",
+              "| organisation >= | DS1 AFIB Se | DS1 AFIB +P | DS1 AFL Se | DS1 AFL +P | "
+              "DS1 AFL found s |", "|---|---|---|---|---|---|"]
+    for g in [at["without"], *at["grid"]]:
+        lines.append(f"| {g['threshold'] if g['threshold'] is not None else 'no flutter'} | "
+                     f"{_fmt(g['afib_se'])} | {_fmt(g['afib_ppv'])} | {_fmt(g['afl_se'])} | "
+                     f"{_fmt(g['afl_ppv'])} | {g['afl_det_s']:.0f} |")
+    vt = vt_tuning
+    lines += ["", f"## VT rule on DS1 (setting `{vt['setting']}`, VT episodes)", "",
+              "Rule: highest DS1 episode Se, then highest DS1 episode +P, then fewest options "
+              "on, then the strictest search; first the options (every combination), then "
+              f"the missed-beat search settings. Chosen: {vt['chosen']}; module "
+              f"({'matches' if vt['module_matches'] else differs + ': ' + str(vt['module'])})."
+              " Options: `VT_RATE_FROM_COUPLING` (run rate also from the median of the "
+              "intervals ending at its beats, coupling interval included), "
+              "`VT_FUSION_IN_RUN` (F beats next to V count), `VT_AMBIGUOUS_IN_RUN` (one "
+              "S/F/Q beat between two fast V beats counts), `VT_RECOVER_MISSED` (beats the "
+              "detector skipped inside fast runs are looked for in the signal), "
+              "`VT_RELABEL_AFTER_MISSED` (the beat after a recovered one, called N, counts "
+              "as V when unlike the record's normal QRS).", "",
+              "Each option switched on or off alone from the choice (found / reference "
+              "episodes, detected episodes; all 48 records for information only):", "",
+              "| option | on | " + " | ".join(k for k in vt["ablation"][0]
+                                              if k not in ("flag", "on")) + " |",
+              "|---|---|" + "---|" * (len(vt["ablation"][0]) - 2)]
+    for a in vt["ablation"]:
+        cells = " | ".join(f"{v['found']}/{v['ref_n']} ({_fmt(v['episode_se'])}), "
+                           f"+P {_fmt(v['episode_ppv'])} of {v['det_n']}"
+                           for k, v in a.items() if k not in ("flag", "on"))
+        lines.append(f"| {a['flag']} | {'on' if a['on'] else 'off'} | {cells} |")
+    lines += ["", "Missed-beat search settings on DS1 (with the options chosen):", "",
+              "| gap ratio | min corr | min slope | DS1 found | DS1 Se | DS1 +P |",
+              "|---|---|---|---|---|---|"]
+    for g in vt["params_grid"]:
+        p_ = g["params"]
+        lines.append(f"| {p_['VT_GAP_RATIO']} | {p_['VT_MISSED_MIN_CORR']} | "
+                     f"{p_['VT_MISSED_MIN_SLOPE']} | {g['ds1']['found']}/{g['ds1']['ref_n']} | "
+                     f"{_fmt(g['ds1']['episode_se'])} | {_fmt(g['ds1']['episode_ppv'])} |")
     lines.append("")
     write_results("rhythm", payload, "\n".join(lines))
     return 0

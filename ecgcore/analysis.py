@@ -276,8 +276,8 @@ def analyze(
     )
     # Durations and percentages do not depend on the rate, so the summary is made at 360 Hz.
     summary = rhythm_summary(episodes360, x360.size, INTERNAL_FS)
-    # HRV is about sinus rhythm: AF and unreadable stretches are left out.
-    skip = [(e["start"], e["end"]) for e in episodes360 if e["label"] in ("AFIB", "NOISE")]
+    # HRV is about sinus rhythm: AF, flutter and unreadable stretches are left out.
+    skip = [(e["start"], e["end"]) for e in episodes360 if e["label"] in ("AFIB", "AFL", "NOISE")]
     hrv = hrv_summary(rpeaks360, INTERNAL_FS, beat_classes=labels360, exclude=skip)
     timing["rhythm"] = time.perf_counter() - start
 

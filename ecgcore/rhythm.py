@@ -3,9 +3,9 @@ trigeminy, sinus bradycardia and tachycardia, pauses and unreadable stretches.
 
 Everything works on one sampling rate ``fs`` (the pipeline calls it at the internal
 360 Hz) and returns plain ``{"label", "start", "end"}`` episodes in samples of that rate.
-Labels are the MIT-BIH rhythm codes where one exists (``AFIB``, ``VT``, ``SVTA``, ``B``,
-``T``, ``SBR``, ``IVR``) and short codes of ours otherwise (``STACH``, ``PAUSE``,
-``NOISE``); :data:`RHYTHM_NAMES` gives the plain names for display.
+Labels are the MIT-BIH rhythm codes where one exists (``AFIB``, ``AFL``, ``VT``,
+``SVTA``, ``B``, ``T``, ``SBR``, ``IVR``) and short codes of ours otherwise (``STACH``,
+``PAUSE``, ``NOISE``); :data:`RHYTHM_NAMES` gives the plain names for display.
 
 An episode runs from the R peak of its first beat to the R peak of the first beat after
 it (the MIT-BIH convention: a rhythm annotation sits on the first beat of the new rhythm).
@@ -14,12 +14,23 @@ Atrial fibrillation does not need beat classes: it is found from RR irregularity
 absence of P waves. Optionally (:data:`AF_PR_TOLERANCE_S`) a P wave counts only when its
 PR interval agrees with the local median PR: the delineator sometimes takes a
 fibrillatory wave for a P wave, and those sit at random distances from the QRS.
+Atrial flutter is split off the AF episodes where the atrial activity left after
+subtracting the average QRS-T complex is organised at a flutter rate
+(:func:`atrial_organisation`).
 
 Ectopic beats would make sinus rhythm look irregular, so they are left out of the RR
-series first: by class (V, F, Q) when classes are given, otherwise by their RR pattern (a
-premature beat followed by a compensatory pause). Without classes, regular ectopic
-patterns (bigeminy, trigeminy) are also discounted by measuring the irregularity at lags
-1, 2 and 3 and keeping the smallest: alternation is irregular at lag 1 but not at lag 2.
+series first: by class (:data:`ECTOPIC_CLASSES`) when classes are given, otherwise by
+their RR pattern (a premature beat followed by a compensatory pause). Without classes,
+regular ectopic patterns (bigeminy, trigeminy) are also discounted by measuring the
+irregularity at lags 1, 2 and 3 and keeping the smallest: alternation is irregular at
+lag 1 but not at lag 2.
+
+Ventricular tachycardia is a run of at least three ventricular beats faster than 100 bpm
+(:func:`ventricular_runs`); a beat the detector skipped inside a fast run is looked for
+in the signal first (:func:`recover_missed_beats`).
+
+Every threshold was chosen on the DS1 records with ``bench/rhythm.py`` (its grids are in
+``bench/results/rhythm.md``).
 """
 
 from __future__ import annotations
@@ -46,18 +57,22 @@ RHYTHM_NAMES: dict[str, str] = {
 # --- Settings (chosen on DS1 with bench/rhythm.py; see bench/results/rhythm.md) ---------
 AF_WINDOW_BEATS = 31
 """Beats in the centred window over which AF features are computed."""
-AF_IRREGULARITY = 0.09
+AF_IRREGULARITY = 0.07
 """Median absolute successive RR difference / median RR above which the window is
 irregular (the smallest of lags 1-3, so bigeminy does not count)."""
 AF_IRREGULARITY_NO_P = 0.12
 """The irregularity threshold when P waves are unknown (no delineation given)."""
 AF_MAX_P_FRACTION = 0.3
 """Largest fraction of beats with a P wave in an AF window."""
+AF_MAX_P_COHERENCE: float | None = None
+"""Largest P coherence (:func:`p_coherence`) in an AF window; None: not used."""
 AF_PR_TOLERANCE_S: float | None = None
 """When set (s), a P wave counts only if its PR interval is this close to the local median
 PR. Off: on DS1 it ties with the plain P count (bench/results/rhythm.md)."""
 AF_CLASSES_LAG1 = True
 """With beat classes, measure irregularity at lag 1 only (the ectopic beats are out)."""
+AF_SKIP_AFTER_ECTOPIC = 0
+"""Normal-to-normal intervals left out after an ectopic beat (0: none)."""
 AF_MIN_USABLE = 0.25
 """Least share of usable (normal-to-normal) intervals in a window for an AF decision."""
 AF_SMOOTH_BEATS = 15
@@ -66,8 +81,49 @@ AF_MIN_DURATION_S = 15.0
 """Shortest AF episode reported."""
 AF_MERGE_GAP_S = 10.0
 """AF episodes closer than this are joined."""
+AF_HOLD_IRREGULARITY = 1.0
+"""Hysteresis: once an AF episode has started, it lasts while the irregularity stays
+above this fraction of :data:`AF_IRREGULARITY` (1: no hysteresis)."""
+AF_HOLD_P_FRACTION = 0.3
+"""...and the P fraction at most this (:data:`AF_MAX_P_FRACTION` or more)."""
+AFL_DETECT = True
+"""Split atrial flutter off the AF episodes by the organisation of the atrial activity."""
+AFL_BLOCK_S = 10.0
+"""Length of the blocks over which the atrial activity's spectrum is taken."""
+AFL_RATE_HZ = (3.5, 6.0)
+"""Flutter waves: a regular atrial rate of 210-360/min (fibrillatory waves run faster
+and are not regular)."""
+AFL_MIN_ORGANISATION = 0.35
+"""Least share of the atrial activity's 2-15 Hz power at its dominant frequency (and
+its first harmonic) for flutter."""
+AFL_SMOOTH_BLOCKS = 3
+"""Running median over this many blocks of the organisation."""
 VT_MIN_BEATS = 3
 VT_MIN_BPM = 100.0
+VT_RATE_FROM_COUPLING = True
+"""The rate of a ventricular run is the mean of the intervals between its beats or, when
+faster, the median of the intervals ending at its beats with the coupling interval (to
+the first V beat) included: a three-beat run has only two intervals of its own, and one
+late beat should not make it slow. Off: the mean only."""
+VT_FUSION_IN_RUN = False
+"""A fusion (F) beat next to a V beat counts as ventricular in a run (MIT-BIH marks
+runs such as V V F as VT)."""
+VT_AMBIGUOUS_IN_RUN = False
+"""One beat the classifier calls S, F or Q between two V beats of a fast run (both its
+intervals under 60 / :data:`VT_MIN_BPM` s) counts as ventricular; never an N beat."""
+VT_RECOVER_MISSED = True
+"""Look for a QRS the detector missed inside a fast ventricular run (see
+:func:`recover_missed_beats`)."""
+VT_RELABEL_AFTER_MISSED = True
+"""The beat after a recovered one, called N, counts as V when unlike the record's normal
+QRS (see :func:`recover_missed_beats`)."""
+VT_GAP_RATIO = 1.6
+"""An interval next to a V beat about twice its shorter neighbour (between this ratio
+and 4 minus it) is searched for a missed beat."""
+VT_MISSED_MIN_SLOPE = 0.5
+"""The missed beat's steepest slope must reach this fraction of the flanking V beats'."""
+VT_MISSED_MIN_CORR = 0.8
+"""...and its waveform must correlate this well with a flanking V beat's."""
 SVTA_MIN_BEATS = 3
 SVTA_MIN_BPM = 100.0
 BIGEMINY_MIN_CYCLES = 3
@@ -83,8 +139,9 @@ NOISE_HF_RATIO = 0.12
 record's typical QRS amplitude."""
 NOISE_MIN_DURATION_S = 3.0
 NOISE_MERGE_GAP_S = 2.0
-ECTOPIC_CLASSES = ("V", "F", "Q")
-"""Beats left out of the AF RR series when classes are given (Q: paced or unknown)."""
+ECTOPIC_CLASSES: tuple[str, ...] = ("V", "F", "Q", "S")
+"""Beats left out of the AF RR series when classes are given (Q: paced or unknown; S:
+premature atrial beats, which make sinus rhythm look irregular)."""
 
 
 def _rolling(values: np.ndarray, window: int, func: str) -> np.ndarray:
@@ -236,6 +293,7 @@ def af_features(
     p_peaks: np.ndarray | None = None,
     exclude: np.ndarray | None = None,
     window: int = AF_WINDOW_BEATS,
+    x: np.ndarray | None = None,
 ) -> dict[str, np.ndarray]:
     """Per-beat AF features over a centred window of beats.
 
@@ -253,6 +311,8 @@ def af_features(
         Beats to ignore (in unreadable stretches).
     window : int
         Window length in beats.
+    x : np.ndarray or None
+        The conditioned lead, for ``p_coherence``.
 
     Returns
     -------
@@ -260,14 +320,16 @@ def af_features(
         ``irregularity`` (median absolute successive RR difference over the median RR,
         on normal-to-normal intervals; without classes the smallest of lags 1-3),
         ``p_fraction`` (share of non-ectopic beats with a P wave at a consistent PR
-        interval, NaN without ``p_peaks``), ``ectopic`` (bool per beat). One value per
-        beat.
+        interval, NaN without ``p_peaks``), ``p_coherence`` (see
+        :func:`p_coherence`; NaN without ``x``), ``ectopic`` (bool per beat). One value
+        per beat.
     """
     r = np.asarray(rpeaks, dtype=np.float64)
     nb = r.size
     out = {
         "irregularity": np.full(nb, np.nan),
         "p_fraction": np.full(nb, np.nan),
+        "p_coherence": np.full(nb, np.nan),
         "ectopic": np.zeros(nb, dtype=bool),
     }
     if nb < 4:
@@ -284,6 +346,10 @@ def af_features(
     # An interval is usable when neither of its beats is ectopic or excluded, and it is
     # not a pause or a missed-beat gap.
     rr_ok = ~bad[:-1] & ~bad[1:] & (rr < PAUSE_S) & (rr > 0.2)
+    # The sinus rate swings for a few beats after an ectopic beat (heart rate
+    # turbulence): those normal-to-normal intervals are left out too.
+    for k in range(1, AF_SKIP_AFTER_ECTOPIC + 1):
+        rr_ok[k:] &= ~bad[: rr.size - k]
     # Features run on the usable intervals only, packed together, so a stretch dense
     # with ectopic beats still has a full window; each interval then takes the value of
     # the nearest usable one. Differences across a removed beat compare two normal
@@ -324,7 +390,38 @@ def af_features(
         if good.size:
             packed_p = _rolling(has_p[good], window, "mean")
             out["p_fraction"] = packed_p[_nearest(good, nb)]
+    if x is not None:
+        out["p_coherence"] = p_coherence(x, r.astype(np.int64), fs, bad, window)
     return out
+
+
+def p_coherence(
+    x: np.ndarray, rpeaks: np.ndarray, fs: float, skip: np.ndarray, window: int
+) -> np.ndarray:
+    """How much of the activity before each QRS is locked to it, per beat.
+
+    The stretch from 300 to 80 ms before each R peak is taken for every beat not in
+    ``skip``; the running median of ``window`` such stretches keeps what recurs at the
+    same distance from the QRS (a P wave, even one too small for the delineator to
+    mark) and averages out what does not (fibrillatory waves, noise). The coherence is
+    the median stretch's peak-to-peak over the running median of the single
+    stretches' peak-to-peak: about 0.6-0.9 in sinus rhythm, 0.3-0.4 in AF.
+    """
+    from scipy.ndimage import median_filter
+
+    x = np.asarray(x, dtype=np.float64)
+    r = np.asarray(rpeaks, dtype=np.int64)
+    out = np.full(r.size, np.nan)
+    a, b = int(round(0.30 * fs)), int(round(0.08 * fs))
+    idx = np.flatnonzero((r >= a) & (r < x.size) & ~np.asarray(skip, dtype=bool))
+    if idx.size < 3:
+        return out
+    w = x[r[idx][:, None] + np.arange(-a, -b)[None, :]]
+    w = w - w[:, -1:]
+    template = median_filter(w, size=(window, 1), mode="nearest")
+    single = median_filter(np.ptp(w, axis=1), size=window, mode="nearest")
+    coherence = np.ptp(template, axis=1) / np.maximum(single, 1e-12)
+    return coherence[_nearest(idx, r.size)]
 
 
 def af_episodes(
@@ -335,25 +432,189 @@ def af_episodes(
     beat_classes: np.ndarray | None = None,
     p_peaks: np.ndarray | None = None,
     exclude: np.ndarray | None = None,
+    x: np.ndarray | None = None,
 ) -> list[tuple[int, int]]:
-    """Atrial fibrillation episodes as (start, end) samples; see :func:`af_features`."""
+    """Atrial fibrillation episodes as (start, end) samples; see :func:`af_features`.
+
+    A beat votes AF when its window is irregular (:data:`AF_IRREGULARITY`), has few P
+    waves (:data:`AF_MAX_P_FRACTION`) and, given the lead ``x``, little QRS-locked
+    atrial activity (:data:`AF_MAX_P_COHERENCE`).
+    """
     r = np.asarray(rpeaks, dtype=np.int64)
-    f = af_features(r, fs, beat_classes=beat_classes, p_peaks=p_peaks, exclude=exclude)
-    irr, pf = f["irregularity"], f["p_fraction"]
+    use_x = x if AF_MAX_P_COHERENCE is not None else None
+    f = af_features(r, fs, beat_classes=beat_classes, p_peaks=p_peaks, exclude=exclude,
+                    x=use_x)
+    irr, pf, coh = f["irregularity"], f["p_fraction"], f["p_coherence"]
     if r.size < 4:
         return []
-    with np.errstate(invalid="ignore"):
-        if p_peaks is not None:
-            vote = (irr > AF_IRREGULARITY) & ~(pf > AF_MAX_P_FRACTION)
-        else:
-            vote = irr > AF_IRREGULARITY_NO_P
-    vote = vote & np.isfinite(irr)
-    if exclude is not None:
-        vote &= ~np.asarray(exclude, dtype=bool)
-    smooth = _rolling(vote.astype(np.float64), AF_SMOOTH_BEATS, "mean") > 0.5
+    def votes(scale_irr: float, max_p: float) -> np.ndarray:
+        with np.errstate(invalid="ignore"):
+            if p_peaks is not None:
+                v = (irr > AF_IRREGULARITY * scale_irr) & ~(pf > max_p)
+            else:
+                v = irr > AF_IRREGULARITY_NO_P * scale_irr
+        v &= np.isfinite(irr)
+        if use_x is not None:
+            with np.errstate(invalid="ignore"):
+                v &= ~(coh > AF_MAX_P_COHERENCE)
+        if exclude is not None:
+            v &= ~np.asarray(exclude, dtype=bool)
+        return _rolling(v.astype(np.float64), AF_SMOOTH_BEATS, "mean") > 0.5
+
+    smooth = votes(1.0, AF_MAX_P_FRACTION)
+    if AF_HOLD_IRREGULARITY < 1.0 or AF_HOLD_P_FRACTION > AF_MAX_P_FRACTION:
+        # Hysteresis: an episode starts on the full evidence and lasts while the weaker
+        # evidence holds (a stretch of AF with a steadier ventricular response, or
+        # fibrillatory waves taken for P waves, does not cut it in two).
+        strong = smooth
+        hold = votes(AF_HOLD_IRREGULARITY, AF_HOLD_P_FRACTION) | strong
+        smooth = np.zeros_like(hold)
+        for a, b in _runs(hold):
+            smooth[a : b + 1] = strong[a : b + 1].any()
     spans = [_beat_span(r, a, b, n_samples) for a, b in _runs(smooth)]
     spans = _merge(spans, AF_MERGE_GAP_S * fs)
     return [(s, e) for s, e in spans if e - s >= AF_MIN_DURATION_S * fs]
+
+
+# --- Atrial flutter ------------------------------------------------------------------
+
+
+def atrial_activity(
+    x: np.ndarray, rpeaks: np.ndarray, fs: float, ectopic: np.ndarray | None = None
+) -> np.ndarray:
+    """The lead with the QRS-T complexes taken out (average beat subtraction).
+
+    Each beat's complex (100 ms before the R peak to 450 ms after, cut 100 ms before the
+    next R peak) loses the running median of the 15 nearest non-ectopic complexes;
+    ectopic complexes, which have no such template, are blanked. What is left between
+    the beats is atrial: P waves, flutter or fibrillatory waves, and noise.
+    """
+    from scipy.ndimage import median_filter
+
+    x = np.asarray(x, dtype=np.float64)
+    r = np.asarray(rpeaks, dtype=np.int64)
+    res = x.copy()
+    pre, post = int(round(0.1 * fs)), int(round(0.45 * fs))
+    idx = np.flatnonzero((r >= pre) & (r < x.size - post))
+    ect = np.zeros(r.size, dtype=bool) if ectopic is None else np.asarray(ectopic, bool)
+    good = idx[~ect[idx]]
+    if good.size < 5:
+        return res
+    waves = x[r[good][:, None] + np.arange(-pre, post)[None, :]]
+    templates = median_filter(waves, size=(15, 1), mode="nearest")
+    for i in idx:
+        end = post if i + 1 >= r.size else min(post, int(r[i + 1] - r[i]) - pre)
+        if end <= -pre:
+            continue
+        a, b = int(r[i]) - pre, int(r[i]) + end
+        if ect[i]:
+            res[a:b] = 0.0
+        else:
+            k = min(int(np.searchsorted(good, i)), good.size - 1)
+            res[a:b] -= templates[k, : b - a]
+    return res
+
+
+def atrial_organisation(
+    x: np.ndarray, rpeaks: np.ndarray, fs: float, ectopic: np.ndarray | None = None
+) -> dict[str, np.ndarray]:
+    """Dominant frequency and organisation of the atrial activity per block.
+
+    Per :data:`AFL_BLOCK_S` block of :func:`atrial_activity`: the Welch spectrum's peak
+    between 3.5 and 7.5 Hz, and the organisation index, the share of the 2-15 Hz power
+    within 0.35 Hz of that peak or of its first harmonic. Flutter waves are regular and
+    sawtooth-shaped (a sharp peak and a harmonic: index about 0.4-0.7); fibrillatory
+    waves and noise spread their power (about 0.1-0.3).
+
+    Returns
+    -------
+    dict
+        ``start`` (block start samples), ``dominant_hz``, ``organisation``.
+    """
+    from scipy.signal import welch
+
+    res = atrial_activity(x, rpeaks, fs, ectopic)
+    block = int(round(AFL_BLOCK_S * fs))
+    starts = np.arange(0, max(0, res.size - block + 1), block)
+    dom = np.full(starts.size, np.nan)
+    org = np.full(starts.size, np.nan)
+    for k, s0 in enumerate(starts):
+        f, p = welch(res[s0 : s0 + block], fs=fs, nperseg=min(block, int(round(4 * fs))))
+        band = (f >= 2.0) & (f <= 15.0)
+        peak = (f >= 3.5) & (f <= 7.5)
+        total = float(p[band].sum())
+        if total <= 0 or not peak.any():
+            continue
+        fp = float(f[peak][np.argmax(p[peak])])
+        near = (np.abs(f - fp) <= 0.35) | (np.abs(f - 2 * fp) <= 0.35)
+        dom[k], org[k] = fp, float(p[near & band].sum()) / total
+    return {"start": starts, "dominant_hz": dom, "organisation": org}
+
+
+def split_flutter(
+    episodes: list[tuple[int, int]], organisation: dict[str, np.ndarray], fs: float,
+) -> tuple[list[tuple[int, int]], list[tuple[int, int]]]:
+    """Split AF episodes (irregular, no P waves) into fibrillation and flutter.
+
+    A block is flutter when the running median (:data:`AFL_SMOOTH_BLOCKS`) of its
+    organisation reaches :data:`AFL_MIN_ORGANISATION` and its dominant frequency lies in
+    :data:`AFL_RATE_HZ`. Within each episode, stretches shorter than
+    :data:`AF_MIN_DURATION_S` join their longer neighbour.
+
+    Returns
+    -------
+    (afib, afl)
+        Sample intervals.
+    """
+    import pandas as pd
+
+    starts = organisation["start"]
+    block = int(round(AFL_BLOCK_S * fs))
+    if starts.size == 0:
+        return list(episodes), []
+    org = pd.Series(organisation["organisation"]).rolling(
+        AFL_SMOOTH_BLOCKS, center=True, min_periods=1).median().to_numpy()
+    dom = organisation["dominant_hz"]
+    with np.errstate(invalid="ignore"):
+        flutter = ((org >= AFL_MIN_ORGANISATION) & (dom >= AFL_RATE_HZ[0])
+                   & (dom <= AFL_RATE_HZ[1]))
+    afib: list[tuple[int, int]] = []
+    afl: list[tuple[int, int]] = []
+    for s, e in episodes:
+        # Label each block of the episode, then cut the episode where the label changes.
+        ks = np.arange(max(0, s // block), min(starts.size, -(-e // block)))
+        pieces: list[list] = []
+        for k in ks:
+            a, b = max(s, int(starts[k])), min(e, int(starts[k]) + block)
+            if b <= a:
+                continue
+            lab = bool(flutter[k])
+            if pieces and pieces[-1][0] == lab:
+                pieces[-1][2] = b
+            else:
+                pieces.append([lab, a, b])
+        if not pieces:
+            afib.append((s, e))
+            continue
+        pieces[0][1], pieces[-1][2] = s, e
+        # Short pieces take the label of their longer neighbour, shortest first.
+        while len(pieces) > 1:
+            j = min(range(len(pieces)), key=lambda i: pieces[i][2] - pieces[i][1])
+            if pieces[j][2] - pieces[j][1] >= AF_MIN_DURATION_S * fs:
+                break
+            nb = [i for i in (j - 1, j + 1) if 0 <= i < len(pieces)]
+            k = max(nb, key=lambda i: pieces[i][2] - pieces[i][1])
+            pieces[j][0] = pieces[k][0]
+            merged: list[list] = []
+            for p in pieces:
+                if merged and merged[-1][0] == p[0]:
+                    merged[-1][2] = p[2]
+                else:
+                    merged.append(list(p))
+            pieces = merged
+        for lab, a, b in pieces:
+            (afl if lab else afib).append((int(a), int(b)))
+    return afib, afl
 
 
 # --- Runs of ectopic beats ------------------------------------------------------------
@@ -372,6 +633,137 @@ def _class_runs(
         span = _beat_span(rpeaks, a, b, n_samples)
         (fast if rate > min_bpm else slow).append(span)
     return fast, slow
+
+
+def _qrs_windows(x: np.ndarray, positions: np.ndarray, fs: float) -> np.ndarray:
+    """QRS waveforms (-80 to +120 ms around each position), mean removed."""
+    offsets = np.arange(-int(round(0.08 * fs)), int(round(0.12 * fs)) + 1)
+    idx = np.clip(np.asarray(positions, dtype=np.int64)[:, None] + offsets[None, :], 0,
+                  x.size - 1)
+    w = x[idx]
+    return w - w.mean(axis=1, keepdims=True)
+
+
+def _corr(a: np.ndarray, b: np.ndarray) -> float:
+    den = float(np.sqrt((a @ a) * (b @ b)))
+    return float(a @ b) / den if den > 0 else 0.0
+
+
+def recover_missed_beats(
+    x: np.ndarray, rpeaks: np.ndarray, classes: np.ndarray, fs: float
+) -> tuple[np.ndarray, np.ndarray]:
+    """Beats the detector missed inside fast ventricular runs, put back as ``V``.
+
+    A QRS detector with a refractory period or an adaptive threshold can skip one beat
+    of a run at 150-200 bpm; the run then looks like a couplet and is not called VT.
+    An interval next to a V beat that is about twice its shorter neighbour
+    (:data:`VT_GAP_RATIO`), with both halves faster than :data:`VT_MIN_BPM`, is searched
+    in its middle half for the steepest slope; a beat is put there when that slope
+    reaches :data:`VT_MISSED_MIN_SLOPE` of the flanking V beats' and its waveform
+    correlates with one of them at :data:`VT_MISSED_MIN_CORR` or better (a T wave is
+    neither steep nor shaped like the QRS). The beat after a recovered one was
+    classified with a preceding interval twice too long, which makes a premature
+    ventricular beat look late; with :data:`VT_RELABEL_AFTER_MISSED`, if it was called
+    N but its QRS correlates less than :data:`VT_MISSED_MIN_CORR` with the record's
+    median N beat, it is taken as V.
+
+    Returns
+    -------
+    (rpeaks, classes)
+        With the recovered beats inserted (class ``"V"``), sorted, and the classes
+        after them revised.
+    """
+    r = np.asarray(rpeaks, dtype=np.int64)
+    if r.size < 3:
+        return r, classes
+    rr = np.diff(r)
+    slope = np.abs(np.diff(x, prepend=x[:1]))
+    half = max(1, int(round(0.04 * fs)))
+    max_rr = 2 * 60.0 * fs / VT_MIN_BPM
+
+    def steepest(pos: int) -> float:
+        return float(slope[max(0, pos - half): pos + half + 1].max())
+
+    added: list[int] = []
+    for i in range(rr.size):
+        if not (classes[i] == "V" or classes[i + 1] == "V") or rr[i] >= max_rr:
+            continue
+        neighbours = [rr[k] for k in (i - 1, i + 1) if 0 <= k < rr.size]
+        ratio = rr[i] / min(neighbours)
+        if not VT_GAP_RATIO <= ratio <= 4.0 - VT_GAP_RATIO:
+            continue
+        lo, hi = int(r[i] + rr[i] // 4), int(r[i + 1] - rr[i] // 4)
+        if hi <= lo:
+            continue
+        pos = lo + int(np.argmax(slope[lo:hi]))
+        flank = [k for k in (i, i + 1) if classes[k] == "V"]
+        if steepest(pos) < VT_MISSED_MIN_SLOPE * min(steepest(int(r[k])) for k in flank):
+            continue
+        # Centre the window on the largest deflection near the slope.
+        seg = np.abs(x[max(0, pos - half): pos + half + 1])
+        pos = max(0, pos - half) + int(np.argmax(seg))
+        w = _qrs_windows(x, np.array([pos, *r[flank]]), fs)
+        if max(_corr(w[0], w[j]) for j in range(1, w.shape[0])) >= VT_MISSED_MIN_CORR:
+            added.append(pos)
+    if not added:
+        return r, classes
+    r2 = np.concatenate([r, np.asarray(added, dtype=np.int64)])
+    c2 = np.concatenate([np.asarray(classes).astype(str), np.full(len(added), "V")])
+    new = np.concatenate([np.zeros(r.size, dtype=bool), np.ones(len(added), dtype=bool)])
+    order = np.argsort(r2, kind="stable")
+    r2, c2, new = r2[order], c2[order], new[order]
+    if VT_RELABEL_AFTER_MISSED:
+        normal = np.flatnonzero(c2 == "N")
+        if normal.size >= 5:
+            pick = normal[np.linspace(0, normal.size - 1, min(normal.size, 300)).astype(int)]
+            template = np.median(_qrs_windows(x, r2[pick], fs), axis=0)
+            for k in np.flatnonzero(new[:-1] & ~new[1:]):
+                if c2[k + 1] == "N":
+                    w = _qrs_windows(x, r2[k + 1 : k + 2], fs)[0]
+                    if _corr(w, template) < VT_MISSED_MIN_CORR:
+                        c2[k + 1] = "V"
+    return r2, c2
+
+
+def ventricular_runs(
+    classes: np.ndarray, rpeaks: np.ndarray, fs: float, n_samples: int,
+) -> tuple[list[tuple[int, int]], list[tuple[int, int]]]:
+    """Runs of >= :data:`VT_MIN_BEATS` ventricular beats: (VT, slower runs).
+
+    A beat is ventricular when classed V; with :data:`VT_FUSION_IN_RUN` an F beat next
+    to a V beat too, and with :data:`VT_AMBIGUOUS_IN_RUN` one S, F or Q beat between two
+    V beats at a fast rate. A run is VT when its rate (see
+    :data:`VT_RATE_FROM_COUPLING`) is above :data:`VT_MIN_BPM`.
+    """
+    c = np.asarray(classes).astype(str)
+    r = np.asarray(rpeaks, dtype=np.int64)
+    is_v = c == "V"
+    vent = is_v.copy()
+    if c.size >= 2:
+        next_to_v = np.zeros(c.size, dtype=bool)
+        next_to_v[1:] |= is_v[:-1]
+        next_to_v[:-1] |= is_v[1:]
+        if VT_FUSION_IN_RUN:
+            vent |= (c == "F") & next_to_v
+        if VT_AMBIGUOUS_IN_RUN and c.size >= 3:
+            fast = 60.0 * fs / VT_MIN_BPM
+            rr = np.diff(r)
+            mid = np.arange(1, c.size - 1)
+            ok = (is_v[mid - 1] & is_v[mid + 1] & np.isin(c[mid], ("S", "F", "Q"))
+                  & (rr[mid - 1] < fast) & (rr[mid] < fast))
+            vent[mid[ok]] = True
+    fast_runs, slow_runs = [], []
+    for a, b in _runs(vent):
+        # A run must hold at least two beats classed V itself (a tolerated beat
+        # never makes a run on its own).
+        if b - a + 1 < VT_MIN_BEATS or is_v[a : b + 1].sum() < 2:
+            continue
+        rate = 60.0 * fs / float(np.mean(np.diff(r[a : b + 1])))
+        if VT_RATE_FROM_COUPLING and a > 0:
+            rate = max(rate, 60.0 * fs / float(np.median(np.diff(r[a - 1 : b + 1]))))
+        span = _beat_span(r, a, b, n_samples)
+        (fast_runs if rate > VT_MIN_BPM else slow_runs).append(span)
+    return fast_runs, slow_runs
 
 
 def _pattern_runs(
@@ -492,13 +884,24 @@ def ecg_rhythm(
             if not any(s < b and a < e for s, e in noise):
                 found.append(("PAUSE", a, b))
 
-    af = af_episodes(r, fs, n, beat_classes=classes, p_peaks=p_peaks, exclude=in_noise)
-    found += [("AFIB", s, e) for s, e in af]
+    af = af_episodes(r, fs, n, beat_classes=classes, p_peaks=p_peaks, exclude=in_noise, x=x)
+    afl: list[tuple[int, int]] = []
+    if af and AFL_DETECT:
+        ectopic = (np.isin(classes, ECTOPIC_CLASSES) if classes is not None
+                   else _rr_ectopic(np.diff(r) / fs))
+        organisation = atrial_organisation(x, r, fs, ectopic)
+        af_only, afl = split_flutter(af, organisation, fs)
+    else:
+        af_only = af
+    found += [("AFIB", s, e) for s, e in af_only]
+    found += [("AFL", s, e) for s, e in afl]
 
     busy = list(af) + list(noise)
     if classes is not None and r.size:
         cls = np.where(in_noise, "Q", classes)
-        vt, ivr = _class_runs(cls, r, fs, n, "V", VT_MIN_BEATS, VT_MIN_BPM)
+        r_v, cls_v = (recover_missed_beats(x, r, cls, fs) if VT_RECOVER_MISSED
+                      else (r, cls))
+        vt, ivr = ventricular_runs(cls_v, r_v, fs, n)
         svta, _ = _class_runs(cls, r, fs, n, "S", SVTA_MIN_BEATS, SVTA_MIN_BPM)
         found += [("VT", s, e) for s, e in vt]
         found += [("IVR", s, e) for s, e in ivr]
