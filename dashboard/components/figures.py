@@ -21,6 +21,7 @@ CLASS_COLOURS = {
     "N": "#2e7d32", "S": "#1565c0", "V": "#c62828", "F": "#ef6c00", "Q": "#6a1b9a", "": "#555",
 }
 BINARY_COLOURS = {"normal": "#2e7d32", "abnormal": "#c62828", "": "#555"}
+DISAGREE_COLOUR = "#d50000"
 WAVE_COLOURS = {"P": "#1e88e5", "QRS": "#8e24aa", "T": "#00897b"}
 WAVE_POINTS = {
     "P": (("p_onset", "triangle-right"), ("p_peak", "circle"), ("p_offset", "triangle-left")),
@@ -194,8 +195,7 @@ def waveform_figure(
         },
         "height": max(320, 230 * rows + 90),
         "margin": {"l": 60, "r": 20, "t": 30, "b": 40},
-        "showlegend": True,
-        "legend": {"orientation": "h", "y": 1.02, "yanchor": "bottom", "x": 0},
+        "showlegend": False,
         "dragmode": "zoom", "hovermode": "closest", "plot_bgcolor": "white",
         "shapes": shapes, "annotations": annotations,
         "meta": {"detail": detail, "view": [start_s, end_s]},
@@ -313,7 +313,7 @@ def _beat_layers(
                 else typed(x[sample[flagged]]),
                 "mode": "markers", "yaxis": yaxis, "name": "disagreement",
                 "marker": {"symbol": "square-open", "size": 22 if detail else 11,
-                           "color": "#d50000", "line": {"width": 2}},
+                           "color": DISAGREE_COLOUR, "line": {"width": 2}},
                 "customdata": flagged.tolist(), "hoverinfo": "skip",
             })
     return traces
@@ -356,7 +356,10 @@ def _rhythm_bands(
         shapes.append({
             "type": "rect", "xref": "x", "yref": "paper", "x0": x0,
             "x1": min(b, end_s), "y0": y0, "y1": y1, "line": {"width": 0},
-            "fillcolor": RHYTHM_COLOURS.get(episode["label"], DEFAULT_RHYTHM_COLOUR),
+            # Reference labels keep MIT-BIH's "(" ("(AFIB"), detected ones do not ("AFIB"):
+            # the same rhythm gets the same colour.
+            "fillcolor": RHYTHM_COLOURS.get("(" + episode["label"].lstrip("("),
+                                            DEFAULT_RHYTHM_COLOUR),
             "layer": "below",
         })
         if (min(b, end_s) - x0) < 0.015 * (end_s - start_s):
@@ -410,18 +413,44 @@ def trend_figure(prepared: PreparedRecord, view: tuple[float, float]) -> dict[st
         })
     duration = prepared.duration_s
     shapes, annotations = _rhythm_bands(prepared, 0.0, duration)
+    # The heart rate goes on an overlaying axis so that it is drawn above the bands.
+    for trace in data:
+        trace["yaxis"] = "y2"
     return {
-        "data": data,
+        "data": _bands_as_traces(shapes) + data,
         "layout": {
-            "shapes": shapes + [_view_shape(view)], "annotations": annotations,
+            "shapes": [_view_shape(view)], "annotations": annotations,
             "height": 200, "margin": {"l": 60, "r": 20, "t": 20, "b": 35},
             "showlegend": False, "plot_bgcolor": "white", "clickmode": "event",
             "hovermode": "x",
             "xaxis": {"range": [0, duration], "fixedrange": True, "zeroline": False,
                       **time_ticks(0.0, duration, target=8)},
-            "yaxis": {"title": {"text": "bpm"}, "fixedrange": True},
+            # The bands' axis: the plot's height as 0..1, like the shapes' paper y.
+            "yaxis": {"range": [0, 1], "visible": False, "fixedrange": True},
+            "yaxis2": {"title": {"text": "bpm"}, "fixedrange": True, "overlaying": "y",
+                       "side": "left"},
         },
     }
+
+
+def _bands_as_traces(shapes: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Rectangles as one filled trace per colour and row, instead of one shape each.
+
+    A whole record has about a hundred episodes; plotly draws a hundred shapes much more
+    slowly than a few polygons, at every page load.
+    """
+    groups: dict[tuple, tuple[list, list]] = {}
+    for shape in shapes:
+        xs, ys = groups.setdefault((shape["fillcolor"], shape["y0"], shape["y1"]), ([], []))
+        x0, x1, y0, y1 = shape["x0"], shape["x1"], shape["y0"], shape["y1"]
+        xs += [x0, x1, x1, x0, x0, None]
+        ys += [y0, y0, y1, y1, y0, None]
+    return [
+        {"type": "scatter", "x": xs, "y": ys, "mode": "lines", "fill": "toself",
+         "fillcolor": colour, "line": {"width": 0}, "hoverinfo": "skip", "yaxis": "y",
+         "name": "rhythm"}
+        for (colour, _, _), (xs, ys) in groups.items()
+    ]
 
 
 def _view_shape(view: tuple[float, float]) -> dict[str, Any]:

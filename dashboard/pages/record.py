@@ -18,7 +18,11 @@ from dash import ALL, Input, Output, Patch, State, callback, ctx, dcc, html
 from dashboard import context
 from dashboard.components.figures import (
     ALL_LAYERS,
+    BINARY_COLOURS,
+    CLASS_COLOURS,
     DEFAULT_LAYERS,
+    DISAGREE_COLOUR,
+    WAVE_COLOURS,
     clamp_view,
     format_hms,
     parse_axis_value,
@@ -37,6 +41,42 @@ LAYER_LABELS = {
     "raw": "raw signal", "grid": "ECG paper grid",
 }
 TABLE_PAGE_SIZE = 12
+
+
+def _colour_key() -> html.Div:
+    """What the waveform's marks mean, as plain HTML.
+
+    Plotly's own legend cost about 0.2 s of drawing at every page load (bench/dashboard.py); the
+    layers are switched by the checklist above, so the key only has to explain colours.
+    """
+
+    def mark(text: str, colour: str, title: str) -> html.Span:
+        return html.Span(text, title=title, className="me-1 fw-bold", style={"color": colour})
+
+    def group(label: str, marks: list) -> html.Span:
+        return html.Span([html.Span(label + ":", className="me-1"), *marks], className="me-3")
+
+    return html.Div(
+        [
+            group("waves", [
+                mark("▸●◂ P", WAVE_COLOURS["P"], "P onset, peak, offset"),
+                mark("▸◂ QRS", WAVE_COLOURS["QRS"], "QRS onset, offset"),
+                mark("—", WAVE_COLOURS["QRS"], "R peak"),
+                mark("●◂ T", WAVE_COLOURS["T"], "T peak, offset"),
+            ]),
+            group("AAMI model (above), reference (below, 'ref')", [
+                mark(c, CLASS_COLOURS[c], f"class {c}") for c in ("N", "S", "V", "F", "Q")
+            ]),
+            group("binary model", [
+                mark("n", BINARY_COLOURS["normal"], "normal"),
+                mark("ab", BINARY_COLOURS["abnormal"], "abnormal"),
+            ]),
+            group("disagreement", [
+                mark("□", DISAGREE_COLOUR, "the models or the reference differ"),
+            ]),
+        ],
+        id="rec-key", className="small text-muted mb-1",
+    )
 
 
 def _button(label: str, id_: str) -> dbc.Button:
@@ -100,6 +140,7 @@ def _page(name: str | None, first: dict[str, Any]) -> html.Div:
                 ],
                 className="mb-1",
             ),
+            _colour_key(),
             dcc.Loading(
                 dcc.Graph(id="rec-wave", figure=first["wave"],
                           config={"displaylogo": False, "scrollZoom": False},

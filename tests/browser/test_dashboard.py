@@ -81,6 +81,9 @@ def test_record_208_shows_waveform_markers_and_labels(web):
     assert "MLII" in names
     assert {"P waves", "QRS waves", "T waves", "R peaks", "reference"} <= names
     assert state["detail"] and state["markers"] > 50
+    # The colour key says what the marks and labels mean (plotly's legend is off).
+    key = web.page.inner_text("#rec-key")
+    assert all(word in key for word in ("P", "QRS", "T", "AAMI model", "binary", "disagreement"))
     # The summary has the reference counts of 208 and per-record detection figures.
     summary = web.page.inner_text("#rec-summary")
     assert "992" in summary and "sensitivity" in summary
