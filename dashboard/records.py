@@ -39,10 +39,6 @@ class PreparedRecord:
     record_id, title
         The id in the URL and a human title.
     recording : Recording
-    conditioned : np.ndarray
-        Each lead conditioned at the recording's own rate, ``(n_samples, n_leads)`` float32.
-    raw : np.ndarray
-        Each lead minus its median, float32 (the "raw" toggle).
     analysis : Analysis or None
         None when the analysis could not run (``analysis_error`` says why).
     beats : dict of str to np.ndarray
@@ -58,8 +54,6 @@ class PreparedRecord:
     record_id: str
     title: str
     recording: Recording
-    conditioned: np.ndarray
-    raw: np.ndarray
     analysis: Any = None
     analysis_error: str | None = None
     from_cache: bool = False
@@ -74,6 +68,34 @@ class PreparedRecord:
     @property
     def fs(self) -> float:
         return float(self.recording.fs)
+
+    def conditioned(self, lead: int) -> np.ndarray:
+        """One lead conditioned (ecgcore.signal) at the recording's own rate, float32."""
+        return self._display("conditioned", lead)
+
+    def raw(self, lead: int) -> np.ndarray:
+        """One lead minus its median, float32 (the "raw" toggle)."""
+        return self._display("raw", lead)
+
+    def _display(self, kind: str, lead: int) -> np.ndarray:
+        # Computed when a lead is first drawn, not for every lead when the record opens:
+        # most views show one lead, and conditioning costs ~20 ms per lead of 30 minutes.
+        key = f"{kind}:{int(lead)}"
+        with _extras_lock:
+            found = self.extras.get(key)
+        if found is not None:
+            return found
+        x = np.asarray(self.recording.signal[:, int(lead)], dtype=np.float64)
+        if kind == "conditioned":
+            from ecgcore.signal import ecg_condition
+
+            values = ecg_condition(x, self.recording.fs).astype(np.float32)
+        else:
+            finite = np.isfinite(x)
+            values = (x - (np.median(x[finite]) if finite.any() else 0.0)).astype(np.float32)
+        with _extras_lock:
+            self.extras[key] = values
+        return values
 
     @property
     def duration_s(self) -> float:
@@ -217,21 +239,11 @@ def _analyse(recording: Recording) -> tuple[Any, bool, list[str]]:
 
 
 def prepare(record_id: str, recording: Recording) -> PreparedRecord:
-    """Condition every lead for display, analyse (through the cache) and arrange per beat."""
-    from ecgcore.signal import ecg_condition
-
-    n_leads = recording.signal.shape[1]
-    conditioned = np.empty(recording.signal.shape, dtype=np.float32)
-    raw = np.empty(recording.signal.shape, dtype=np.float32)
-    for i in range(n_leads):
-        x = np.asarray(recording.signal[:, i], dtype=np.float64)
-        conditioned[:, i] = ecg_condition(x, recording.fs)
-        finite = np.isfinite(x)
-        raw[:, i] = x - (np.median(x[finite]) if finite.any() else 0.0)
+    """Analyse (through the cache) and arrange per beat; leads are conditioned when drawn."""
     title = (recording.meta.get("title") or recording.source) if is_upload(record_id) else (
         f"record {record_id}"
     )
-    prepared = PreparedRecord(record_id, str(title), recording, conditioned, raw)
+    prepared = PreparedRecord(record_id, str(title), recording)
     try:
         analysis, hit, notices = _analyse(recording)
     except ImportError as error:

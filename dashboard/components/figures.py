@@ -170,13 +170,13 @@ def waveform_figure(
             "zeroline": False,
         }
         if "raw" in layers:
-            idx, y = downsample(prepared.raw[:, lead], i0, i1, points)
+            idx, y = downsample(prepared.raw(lead), i0, i1, points)
             data.append({
                 "type": "scatter", **_x_of(idx, fs), "y": typed(y), "mode": "lines",
                 "line": {"color": "rgba(120,120,120,0.6)", "width": 1},
                 "name": f"{lead_names[lead]} raw", "hoverinfo": "skip", "yaxis": yaxis,
             })
-        idx, y = downsample(prepared.conditioned[:, lead], i0, i1, points)
+        idx, y = downsample(prepared.conditioned(lead), i0, i1, points)
         data.append({
             "type": "scatter", **_x_of(idx, fs), "y": typed(y), "mode": "lines",
             "line": {"color": "#111", "width": 1}, "name": lead_names[lead],
@@ -211,7 +211,7 @@ def _beat_layers(
 ) -> list[dict[str, Any]]:
     beats = prepared.beats
     fs = prepared.fs
-    x = prepared.conditioned[:, lead]
+    x = prepared.conditioned(lead)
     sample = beats["sample"]
     in_view = np.flatnonzero((sample >= i0) & (sample < i1))
     ylo, yhi = yrange

@@ -165,7 +165,7 @@ def _neighbours_figure(prepared: PreparedRecord, index: int) -> dict[str, Any]:
     start = max(0, int(beats["sample"][lo] - 0.4 * fs))
     stop = min(prepared.recording.n_samples, int(beats["sample"][hi] + 0.5 * fs))
     lead = prepared.lead_used
-    y = prepared.conditioned[start:stop, lead]
+    y = prepared.conditioned(lead)[start:stop]
     t = np.arange(start, stop) / fs
     top = float(np.max(y)) if y.size else 1.0
     shown = np.arange(lo, hi + 1)
