@@ -95,10 +95,30 @@ def _write_atomic(path: Path, data: bytes) -> None:
         raise
 
 
-def save_analysis(key: str, analysis: Analysis, folder: Path | None = None) -> None:
-    """Store an analysis under ``key`` (an ``.npz`` of arrays and a ``.json`` of the rest)."""
+def _write_entry(folder: Path, key: str, arrays: dict[str, np.ndarray], meta: dict) -> None:
+    """One entry: ``<key>.npz`` (arrays, no pickle) and ``<key>.json`` (the rest)."""
     import io
 
+    buffer = io.BytesIO()
+    np.savez_compressed(buffer, **arrays)
+    # The arrays first: a .json without its .npz is never read as an entry.
+    _write_atomic(folder / f"{key}.npz", buffer.getvalue())
+    _write_atomic(folder / f"{key}.json", json.dumps(meta).encode())
+
+
+def _read_entry(folder: Path, key: str) -> tuple[dict, dict[str, np.ndarray]] | None:
+    """``(meta, arrays)`` of an entry written by :func:`_write_entry`, or None."""
+    try:
+        meta = json.loads((folder / f"{key}.json").read_text())
+        with np.load(folder / f"{key}.npz", allow_pickle=False) as data:
+            arrays = {name: data[name] for name in data.files}
+    except (OSError, ValueError, KeyError):
+        return None
+    return (meta, arrays) if isinstance(meta, dict) else None
+
+
+def save_analysis(key: str, analysis: Analysis, folder: Path | None = None) -> None:
+    """Store an analysis under ``key`` (an ``.npz`` of arrays and a ``.json`` of the rest)."""
     folder = Path(folder) if folder is not None else cache_dir() / "analyses"
     arrays: dict[str, np.ndarray] = {"rpeaks": np.asarray(analysis.rpeaks, dtype=np.int64)}
     for name, values in analysis.points.items():
@@ -107,8 +127,6 @@ def save_analysis(key: str, analysis: Analysis, folder: Path | None = None) -> N
         arrays["binary_p_abnormal"] = np.asarray(analysis.binary_p_abnormal, dtype=np.float32)
     if analysis.aami_probs is not None:
         arrays["aami_probs"] = np.asarray(analysis.aami_probs, dtype=np.float32)
-    buffer = io.BytesIO()
-    np.savez_compressed(buffer, **arrays)
     meta = {
         "source": analysis.source,
         "fs": analysis.fs,
@@ -122,21 +140,16 @@ def save_analysis(key: str, analysis: Analysis, folder: Path | None = None) -> N
         "warnings": list(analysis.warnings),
         "software_version": software_version(),
     }
-    # The arrays first: a .json without its .npz is never read as an entry.
-    _write_atomic(folder / f"{key}.npz", buffer.getvalue())
-    _write_atomic(folder / f"{key}.json", json.dumps(meta).encode())
+    _write_entry(folder, key, arrays, meta)
 
 
 def load_analysis(key: str, folder: Path | None = None) -> Analysis | None:
     """The analysis stored under ``key``, or None when absent or unreadable."""
     folder = Path(folder) if folder is not None else cache_dir() / "analyses"
-    meta_path, array_path = folder / f"{key}.json", folder / f"{key}.npz"
-    try:
-        meta = json.loads(meta_path.read_text())
-        with np.load(array_path, allow_pickle=False) as data:
-            arrays = {name: data[name] for name in data.files}
-    except (OSError, ValueError, KeyError):
+    entry = _read_entry(folder, key)
+    if entry is None:
         return None
+    meta, arrays = entry
     points = {
         name.removeprefix("point__"): values
         for name, values in arrays.items()
@@ -213,31 +226,21 @@ def save_explanation(key: str, explanation: dict[str, Any], folder: Path | None 
     Explanations cost about a tenth of a second per beat on a quiet machine and much more
     under load; on disk, every server process and every later visit reuses them.
     """
-    import io
-
     folder = Path(folder) if folder is not None else cache_dir() / "explanations"
     arrays = {k: v for k, v in explanation.items() if isinstance(v, np.ndarray)}
-    rest = {k: _jsonable(v) for k, v in explanation.items() if k not in arrays}
-    rest["software_version"] = software_version()
-    buffer = io.BytesIO()
-    np.savez_compressed(buffer, **arrays)
-    _write_atomic(folder / f"{key}.npz", buffer.getvalue())
-    _write_atomic(folder / f"{key}.json", json.dumps(rest).encode())
+    meta = {k: _jsonable(v) for k, v in explanation.items() if k not in arrays}
+    _write_entry(folder, key, arrays, {**meta, "software_version": software_version()})
 
 
 def load_explanation(key: str, folder: Path | None = None) -> dict[str, Any] | None:
     """The explanation stored under ``key``, or None when absent or unreadable."""
     folder = Path(folder) if folder is not None else cache_dir() / "explanations"
-    try:
-        rest = json.loads((folder / f"{key}.json").read_text())
-        with np.load(folder / f"{key}.npz", allow_pickle=False) as data:
-            arrays = {name: data[name] for name in data.files}
-    except (OSError, ValueError, KeyError):
+    entry = _read_entry(folder, key)
+    if entry is None:
         return None
-    if not isinstance(rest, dict):
-        return None
-    rest.pop("software_version", None)
-    return {**rest, **arrays}
+    meta, arrays = entry
+    meta.pop("software_version", None)
+    return {**meta, **arrays}
 
 
 def load_json(name: str, key: str, folder: Path | None = None) -> Any | None:
