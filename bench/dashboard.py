@@ -7,6 +7,8 @@ Measures, for a 30-minute MIT-BIH record (default 208):
   * uncached: empty disk cache and empty server memory (the analysis runs);
   * cached (disk): the analysis on disk, server memory emptied (a restarted server);
   * cached (memory): a second visit to a running server;
+  * cached, same browser: the same again, but from a browser that has opened the view
+    before (its HTTP cache holds the scripts, as for a user coming back);
 - bytes of the first waveform figure (it comes inside the page's layout) and of each zoom
   update (the callback's response), as JSON and as sent (compressed).
 
@@ -143,6 +145,16 @@ def visit(browser, url: str, timeout_ms: int = 180_000) -> tuple[float, FigureBy
     return seconds, sizes, context
 
 
+def revisit(context, url: str, timeout_ms: int = 180_000) -> float:
+    """Time of a second visit from the same browser context (its HTTP cache is warm)."""
+    page = context.pages[0]
+    page.goto("about:blank")
+    start = time.perf_counter()
+    page.goto(url)
+    page.wait_for_function(FULLY_DRAWN, polling="raf", timeout=timeout_ms)
+    return time.perf_counter() - start
+
+
 def drag_zoom(page, start: float, width: float) -> None:
     box = page.locator("#rec-wave .nsewdrag").first.bounding_box()
     y = box["y"] + box["height"] / 2
@@ -214,6 +226,7 @@ def main() -> int:
     results: dict = {"record": args.record, "runs": args.runs, "machine": machine(),
                      "targets": TARGETS, "load_average_before": list(os.getloadavg())}
     uncached, cached_disk, cached_memory, first_bytes, zooms = [], [], [], [], []
+    cached_same_browser: list[float] = []
     first_response_bytes: list[int | None] = []
     first_response_wire_bytes: list[int | None] = []
     tmp = work / "chromium-tmp"
@@ -244,6 +257,7 @@ def main() -> int:
             cached_memory.append(seconds)
             if run == 0:
                 zooms = zoom_sizes(context, sizes)
+            cached_same_browser.append(revisit(context, url))
             context.close()
         browser.close()
     server.shutdown()
@@ -259,6 +273,7 @@ def main() -> int:
         "uncached": summary(uncached),
         "cached_disk": summary(cached_disk),
         "cached_memory": summary(cached_memory),
+        "cached_same_browser": summary(cached_same_browser),
         "first_figure_bytes": first_bytes,
         "first_response_bytes": first_response_bytes,
         "first_response_wire_bytes": first_response_wire_bytes,
@@ -274,12 +289,15 @@ def main() -> int:
     rows = [
         ("uncached (analysis runs), median", f"{results['uncached']['median_s']:.2f} s",
          "<= 2.0 s", verdict(results["uncached"]["median_s"] <= TARGETS["uncached_s"])),
-        ("cached on disk (server memory empty), median",
-         f"{results['cached_disk']['median_s']:.2f} s", "<= 0.8 s",
-         verdict(results["cached_disk"]["median_s"] <= TARGETS["cached_s"])),
-        ("cached in server memory (second visit), median",
+        ("cached, second visit from the same browser (its HTTP cache warm), median",
+         f"{results['cached_same_browser']['median_s']:.2f} s", "<= 0.8 s",
+         verdict(results["cached_same_browser"]["median_s"] <= TARGETS["cached_s"])),
+        ("cached in server memory, new browser (cold scripts), median",
          f"{results['cached_memory']['median_s']:.2f} s", "<= 0.8 s",
          verdict(results["cached_memory"]["median_s"] <= TARGETS["cached_s"])),
+        ("cached on disk (server memory empty), new browser, median",
+         f"{results['cached_disk']['median_s']:.2f} s", "<= 0.8 s",
+         verdict(results["cached_disk"]["median_s"] <= TARGETS["cached_s"])),
         ("first waveform figure (largest of runs)", f"{first_kb:.1f} KB", "<= 300 KB",
          verdict(first_kb <= TARGETS["first_figure_kb"])),
         ("zoom update (largest)", f"{zoom_kb:.1f} KB", "<= 150 KB",
@@ -289,7 +307,9 @@ def main() -> int:
         [f"# Dashboard record view, record {args.record} ({args.runs} runs)", "",
          f"Measured {results['machine']['date']} on {results['machine']['cpus']} CPU(s), "
          "headless Debian chromium, a fresh browser context per visit (so Dash's scripts "
-         "are fetched each time, from this machine). Command: "
+         "are fetched and compiled each time, from this machine) except for the "
+         "same-browser row, which opens the view again in the context of the visit before "
+         "it. Command: "
          "`.venv/bin/python bench/dashboard.py`. Load average (1 min) before/after: "
          f"{results['load_average_before'][0]:.1f} / {results['load_average_after'][0]:.1f} "
          "(other work on the machine slows the browser as much as the server).", "",
