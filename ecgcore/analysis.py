@@ -29,6 +29,52 @@ MIN_DURATION_S = 2.0
 MAX_MISSING_FRACTION = 0.5
 AAMI_CLASSES = ("N", "S", "V", "F", "Q")
 HEART_RATE_SMOOTHING_BEATS = 5
+BINARY_THRESHOLD = 0.5
+"""A beat is abnormal when the binary model's probability reaches this."""
+NO_S_RHYTHMS = ("AFIB", "AFL")
+"""Rhythms during which no beat is supraventricular premature (S).
+
+MIT-BIH labels no beat S during atrial fibrillation or flutter: a premature atrial beat
+cannot be defined without organised atrial activity, and the irregular ventricular
+response is the rhythm itself, its beats N. (MIT-BIH has a few exceptions: 43 beats of
+DS1 and DS2 labelled ``a``, aberrated atrial premature, inside its AF/AFL episodes; ``ecg
+evaluate`` counts them.)"""
+RHYTHM_RULE_NOTE = "S -> N: no premature atrial beat during AFIB/AFL"
+"""What the per-beat ``rule`` field of :meth:`Analysis.to_dict` says when the rule applied."""
+
+
+def rhythm_rule_mask(
+    rpeaks: np.ndarray, network_labels: np.ndarray, rhythm: list[dict[str, Any]]
+) -> np.ndarray:
+    """Beats whose five-class label S is overruled to N by the detected rhythm.
+
+    A beat is overruled when the network called it S and its R peak lies inside an
+    episode of :data:`NO_S_RHYTHMS` (``start <= r < end``, the episodes' own convention:
+    an episode runs from its first beat's R peak to the next beat after its last).
+
+    Parameters
+    ----------
+    rpeaks : np.ndarray
+        R-peak positions, in the same sample numbers as the episodes.
+    network_labels : np.ndarray
+        The five-class network's label per beat (``"N"`` ... ``"Q"``).
+    rhythm : list of dict
+        Episodes ``{"label", "start", "end"}`` (:func:`ecgcore.rhythm.ecg_rhythm`).
+
+    Returns
+    -------
+    np.ndarray of bool
+        One flag per beat; no parameter is tuned, the rule is the labelling convention.
+    """
+    r = np.asarray(rpeaks, dtype=np.int64).ravel()
+    labels = np.asarray(network_labels).astype(str).ravel()
+    if labels.size != r.size:
+        raise ValueError(f"{labels.size} beat labels for {r.size} beats")
+    inside = np.zeros(r.shape, dtype=bool)
+    for episode in rhythm:
+        if episode["label"] in NO_S_RHYTHMS:
+            inside |= (r >= int(episode["start"])) & (r < int(episode["end"]))
+    return inside & (labels == "S")
 
 
 @dataclass
@@ -46,9 +92,11 @@ class Analysis:
     points : dict of str to np.ndarray
         Delineation (``p_onset`` ... ``t_offset``), float with NaN where a wave is absent.
     binary_p_abnormal : np.ndarray or None
-        The binary model's probability that each beat is abnormal.
+        The binary model's probability that each beat is abnormal (the network's output,
+        never changed by the rhythm rule; see :attr:`binary_labels`).
     aami_probs : np.ndarray or None
-        ``(n_beats, 5)`` probabilities of N, S, V, F, Q.
+        ``(n_beats, 5)`` probabilities of N, S, V, F, Q (the network's output, never
+        changed by the rhythm rule; see :attr:`aami_labels`).
     rhythm : list of dict
         Episodes ``{"label", "start", "end"}``.
     rhythm_summary : dict
@@ -82,11 +130,61 @@ class Analysis:
         return int(self.rpeaks.size)
 
     @property
-    def aami_labels(self) -> np.ndarray | None:
-        """The five-class label of each beat, or None without the model."""
+    def aami_network_labels(self) -> np.ndarray | None:
+        """The five-class network's own label of each beat (its most probable class)."""
         if self.aami_probs is None:
             return None
         return np.asarray(AAMI_CLASSES)[np.argmax(self.aami_probs, axis=1)]
+
+    @property
+    def rhythm_rule(self) -> np.ndarray | None:
+        """Beats whose labels were set by the rhythm rule (:func:`rhythm_rule_mask`).
+
+        Derived from the rhythm episodes, the R peaks and the network's labels, so an
+        analysis read back from the cache carries the same rule without storing it.
+        """
+        labels = self.aami_network_labels
+        if labels is None:
+            return None
+        return rhythm_rule_mask(self.rpeaks, labels, self.rhythm)
+
+    @property
+    def aami_labels(self) -> np.ndarray | None:
+        """The served five-class label of each beat, or None without the model.
+
+        The network's label, except S -> N inside atrial fibrillation or flutter
+        (:func:`rhythm_rule_mask`); :attr:`aami_probs` keeps what the network said.
+        """
+        labels = self.aami_network_labels
+        if labels is None:
+            return None
+        return np.where(rhythm_rule_mask(self.rpeaks, labels, self.rhythm), "N", labels)
+
+    @property
+    def binary_network_labels(self) -> np.ndarray | None:
+        """The binary network's own label per beat (``"normal"`` / ``"abnormal"``)."""
+        if self.binary_p_abnormal is None:
+            return None
+        return np.where(np.asarray(self.binary_p_abnormal) >= BINARY_THRESHOLD,
+                        "abnormal", "normal")
+
+    @property
+    def binary_labels(self) -> np.ndarray | None:
+        """The served binary label per beat.
+
+        The network's label, except abnormal -> normal on the beats the rhythm rule
+        relabelled (five-class S inside AF/AFL). For those beats the only abnormality the
+        models claimed was supraventricular prematurity, which AF leaves undefined; a beat
+        the binary network calls abnormal while the five-class one says N, V, F or Q keeps
+        its label (that claim is not about prematurity, or not only).
+        """
+        labels = self.binary_network_labels
+        if labels is None:
+            return None
+        rule = self.rhythm_rule
+        if rule is None:
+            return labels
+        return np.where(rule, "normal", labels)
 
     def heart_rate_bpm(self) -> dict[str, float | None]:
         """Mean, minimum and maximum heart rate.
@@ -121,22 +219,32 @@ class Analysis:
             return None if not np.isfinite(value) else int(value)
 
         beats = []
-        labels = self.aami_labels
+        labels, network = self.aami_labels, self.aami_network_labels
+        binary, binary_network = self.binary_labels, self.binary_network_labels
+        rule = self.rhythm_rule
+        if rule is None:
+            rule = np.zeros(self.n_beats, dtype=bool)
         for i in range(self.n_beats):
             beat: dict[str, Any] = {"r_peak": int(self.rpeaks[i])}
             for name, values in self.points.items():
                 beat[name] = index(values[i])
-            if self.binary_p_abnormal is not None:
-                p = float(self.binary_p_abnormal[i])
+            # "label" is what is served; "network_label" and the probabilities are what
+            # the network said; "rule" names the rule that changed the label, if any.
+            why = RHYTHM_RULE_NOTE if rule[i] else None
+            if self.binary_p_abnormal is not None and binary is not None:
                 beat["binary"] = {
-                    "label": "abnormal" if p >= 0.5 else "normal",
-                    "p_abnormal": round(p, 5),
+                    "label": str(binary[i]),
+                    "network_label": str(binary_network[i]),
+                    "rule": why if binary[i] != binary_network[i] else None,
+                    "p_abnormal": round(float(self.binary_p_abnormal[i]), 5),
                 }
             else:
                 beat["binary"] = None
             if self.aami_probs is not None and labels is not None:
                 beat["aami"] = {
                     "label": str(labels[i]),
+                    "network_label": str(network[i]),
+                    "rule": why,
                     "probs": {
                         c: round(float(p), 5)
                         for c, p in zip(AAMI_CLASSES, self.aami_probs[i], strict=True)
@@ -218,7 +326,10 @@ def analyze(
     Returns
     -------
     Analysis
-        Indices in the input's own sample numbers.
+        Indices in the input's own sample numbers. Its served labels
+        (:attr:`Analysis.aami_labels`, :attr:`Analysis.binary_labels`) apply the rhythm
+        rule of :func:`rhythm_rule_mask` to the networks' outputs, which it keeps as they
+        are (:attr:`Analysis.aami_probs`, :attr:`Analysis.binary_p_abnormal`).
     """
     from ecgcore.delineate import ecg_delineate
     from ecgcore.detect import ecg_rpeaks
@@ -274,6 +385,11 @@ def analyze(
         p_peaks=points360["p_peak"],
         missing=missing360,
     )
+    # The rhythm is found from the network's own labels (S beats are left out of the AF
+    # RR series) and only then does the rhythm rule turn S into N inside AF/AFL (the
+    # Analysis properties apply it). It is applied once and never fed back: feeding the
+    # relabelled beats to ecg_rhythm again would put them into the irregularity series
+    # and could grow the episodes that relabelled them.
     # Durations and percentages do not depend on the rate, so the summary is made at 360 Hz.
     summary = rhythm_summary(episodes360, x360.size, INTERNAL_FS)
     # HRV is about sinus rhythm: AF, flutter and unreadable stretches are left out.

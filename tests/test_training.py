@@ -80,6 +80,45 @@ def test_quick_training_run_end_to_end(mitdb, tmp_path, capsys):
     reference = evaluation["reference"]["aami"]["n_beats"]
     assert sum(map(sum, e2e["confusion_with_missed_extra"][:5])) == reference
     assert "cards reproduced exactly" in capsys.readouterr().out
+    # End to end is reported with and without the rhythm rule; 100 and 232 have no AF, so
+    # the rule changes nothing there.
+    rule_free = evaluation["end_to_end"]["without_rhythm_rule"]["aami"]
+    assert evaluation["end_to_end"]["rhythm_rule"]["relabelled_beats"] == 0
+    assert rule_free["confusion_with_missed_extra"] == e2e["confusion_with_missed_extra"]
+    assert set(evaluation["end_to_end"]["binary_variants"]) == {
+        "network", "rule_when_five_class_s", "rule_in_af_unless_five_class_vfq"}
+
+
+def test_evaluate_rewrites_the_cards_it_checks(mitdb, tmp_path, capsys):
+    """`ecg evaluate --cards` rewrites the figures of existing cards, keeping training fields."""
+    import shutil
+
+    from ecgcore.inference import MODELS_DIR
+    from training.commands import QUICK_TEST_RECORDS, evaluate_main
+
+    out = tmp_path / "models"
+    out.mkdir()
+    for name in ("binary", "aami"):
+        for suffix in (".keras", ".json"):
+            shutil.copy(MODELS_DIR / f"{name}{suffix}", out)
+        card = json.loads((out / f"{name}.json").read_text())
+        card["figures"]["end_to_end"]["confusion"] = [[0]]  # a stale card
+        (out / f"{name}.json").write_text(json.dumps(card))
+    before = json.loads((out / "aami.json").read_text())
+    args = ["--quick", "--data", str(mitdb), "--models", str(out), "--json",
+            str(tmp_path / "e.json")]
+    assert evaluate_main(args) == 0
+    assert "DIFFERENT from the cards" in capsys.readouterr().out
+    assert evaluate_main([*args, "--cards"]) == 0
+    assert "cards reproduced exactly" in capsys.readouterr().out
+    after = json.loads((out / "aami.json").read_text())
+    assert after["architecture"] == before["architecture"]
+    assert after["training_seconds"] == before["training_seconds"]
+    assert after["data"]["train_records"] == before["data"]["train_records"]
+    assert after["data"]["test_records"] == list(QUICK_TEST_RECORDS)  # what was evaluated
+    assert after["rhythm_rule"]["rule"].startswith("S -> N")
+    assert after["end_to_end_without_rhythm_rule"]["classes"] == list("NSVFQ")
+    assert "## The rhythm rule" in (out / "aami.md").read_text()
 
 
 def test_missing_data_dir_is_a_clear_error(tmp_path, capsys):

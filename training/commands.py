@@ -30,8 +30,11 @@ def _pct(v) -> str:
     return "  -  " if v is None else f"{100 * v:5.1f}"
 
 
-def print_figures(title: str, fig: dict, file=sys.stdout) -> None:
-    """One evaluation table and its confusion matrix, as plain text."""
+def print_figures(title: str, fig: dict, file=None) -> None:
+    """One evaluation table and its confusion matrix, as plain text (stdout by default)."""
+    # Looked up at call time: a default bound at import would keep a stream that a test
+    # harness (or anything else redirecting sys.stdout) has since closed.
+    file = sys.stdout if file is None else file
     print(f"\n{title}", file=file)
     print(f"  accuracy {_pct(fig['accuracy'])} % over {fig['n_beats']} beats", file=file)
     print("  class    support   Se %   +P %    F1", file=file)
@@ -52,6 +55,25 @@ def print_figures(title: str, fig: dict, file=sys.stdout) -> None:
         print(f"  {r:9s}" + "".join(f"{v:9d}" for v in row), file=file)
 
 
+def ecgcore_digest(models_dir: Path) -> str:
+    """A digest of ecgcore's code and the two served weight files.
+
+    Saved with the figures: the end-to-end ones depend on the detector and the rhythm
+    stage as much as on the weights, so it says which code produced them.
+    """
+    import hashlib
+
+    import ecgcore
+
+    digest = hashlib.sha256()
+    files = sorted(Path(ecgcore.__file__).parent.glob("*.py"))
+    files += [models_dir / "binary.keras", models_dir / "aami.keras"]
+    for path in files:
+        digest.update(path.name.encode())
+        digest.update(path.read_bytes())
+    return digest.hexdigest()[:16]
+
+
 def run_evaluation(models_dir: Path, data_dir: Path, *, quick: bool = False,
                    progress=None) -> dict:
     """All evaluations of the models in ``models_dir`` (the ``ecg evaluate`` figures)."""
@@ -69,12 +91,21 @@ def run_evaluation(models_dir: Path, data_dir: Path, *, quick: bool = False,
     train_records = list(QUICK_TRAIN_RECORDS if quick else DS1)
     classifiers = load_classifiers(models_dir)
     result = {"models_dir": str(models_dir), "quick": quick,
-              "train_records": train_records, "test_records": test_records}
+              "train_records": train_records, "test_records": test_records,
+              "ecgcore_digest": ecgcore_digest(models_dir)}
     result["reference"] = evaluate_reference(classifiers, data_dir, test_records)
     result["reference_members"] = member_spread(classifiers, data_dir, test_records)
     if detector_available():
         result["end_to_end"] = evaluate_end_to_end(classifiers, data_dir, test_records,
                                                    progress=progress)
+        if not quick:
+            # In-sample (the networks were trained on these records): only to see what
+            # the rhythm rule does on DS1's AF records (201, 203), never a performance.
+            result["end_to_end_train"] = evaluate_end_to_end(classifiers, data_dir,
+                                                             train_records)
+            result["end_to_end_train"]["note"] = (
+                "IN-SAMPLE: the training records (DS1), analysed end to end; for the rhythm "
+                "rule's effect only, not a measure of performance")
     else:
         result["end_to_end"] = None
         result["end_to_end_note"] = "ecgcore.detect.ecg_rpeaks is not available"
@@ -107,6 +138,96 @@ def _card_check(models_dir: Path, evaluation: dict) -> list[str]:
     return problems
 
 
+def rhythm_rule_markdown(evaluation: dict, name: str) -> list[str]:
+    """Card lines on the rhythm rule: what it does and the end-to-end figures without it."""
+    from training.cards import figures_markdown
+
+    e2e = evaluation.get("end_to_end") or {}
+    rule = e2e.get("rhythm_rule")
+    if not rule:
+        return []
+    lines = ["## The rhythm rule (end to end only)", "",
+             f"Served labels apply one rule after the rhythm is known: {rule['rule']} "
+             f"(episodes {', '.join(rule['rhythms'])} found by `ecgcore.rhythm.ecg_rhythm`). "
+             "MIT-BIH labels no beat S during atrial fibrillation or flutter. The binary label "
+             "of the same beats goes abnormal -> normal (the only abnormality claimed was "
+             "supraventricular prematurity). The probabilities are the networks' own. The "
+             "end-to-end figures above are the served labels; at the reference positions the "
+             "rule does not apply (it needs the detected rhythm of the whole record).", "",
+             f"On the test records it relabelled {rule['relabelled_beats']} beats; their "
+             "reference classes: "
+             f"{rule['relabelled_by_reference_class']}. The convention has exceptions: the "
+             f"reference labels {rule.get('reference_s_inside_reference_af_afl')} of these "
+             "records' beats S (aberrated, 'a') inside its own AF/AFL episodes.", ""]
+    wide = (e2e.get("binary_variants") or {}).get("rule_in_af_unless_five_class_vfq")
+    if wide and name == "binary":
+        lines += [f"Not served, for comparison: abnormal -> normal on every beat inside "
+                  f"detected AF/AFL that the five-class network calls N or S gives abnormal Se "
+                  f"{_pct(wide['abnormal_sensitivity']).strip()} %, specificity "
+                  f"{_pct(wide['specificity']).strip()} %, abnormal +P "
+                  f"{_pct(wide['abnormal_ppv']).strip()} %.", ""]
+    oracle = e2e.get("with_reference_rhythm")
+    if oracle and name == "aami":
+        pc = oracle["aami"]["per_class"]
+        lines += [f"Not served, for comparison: with the reference's AF/AFL episodes instead of "
+                  f"the detected ones the rule would give accuracy "
+                  f"{_pct(oracle['aami']['accuracy']).strip()} %, S Se/+P "
+                  f"{_pct(pc['S']['sensitivity']).strip()}/{_pct(pc['S']['ppv']).strip()} %.",
+                  ""]
+    without = (e2e.get("without_rhythm_rule") or {}).get(name)
+    if without:
+        lines += figures_markdown(without, "DS2, end to end, the network's own labels "
+                                           "(without the rhythm rule)")
+        if name == "binary":
+            lines += [f"Abnormal Se {_pct(without['abnormal_sensitivity']).strip()} %, "
+                      f"specificity {_pct(without['specificity']).strip()} %, abnormal +P "
+                      f"{_pct(without['abnormal_ppv']).strip()} %.", ""]
+    return lines
+
+
+def refresh_cards(models_dir: Path, evaluation: dict) -> list[Path]:
+    """Rewrite the figures of the existing cards from ``evaluation``; the rest stays.
+
+    The training fields (settings, time, parameters, training date) come from ``ecg train``
+    and are kept; ``figures``, the seed spread and the rhythm-rule section are replaced,
+    so the cards are reproducible from the committed weights by ``ecg evaluate --cards``.
+    """
+    from datetime import UTC, datetime
+
+    written = []
+    for name in ("binary", "aami"):
+        card_file = models_dir / f"{name}.json"
+        if not card_file.is_file():
+            continue
+        card = json.loads(card_file.read_text())
+        card["figures"] = {way: evaluation[way][name]
+                           for way in ("reference", "end_to_end", "intra_patient")
+                           if evaluation.get(way)}
+        card["ds2_reference_per_member"] = (evaluation.get("reference_members") or {}).get(name)
+        card.setdefault("data", {})["test_records"] = list(evaluation["test_records"])
+        add_rule_fields(card, evaluation, name)
+        card["figures_date"] = datetime.now(UTC).isoformat(timespec="seconds")
+        write_card_files(models_dir, card, evaluation)
+        written += [card_file, models_dir / f"{name}.md"]
+    return written
+
+
+def add_rule_fields(card: dict, evaluation: dict, name: str) -> None:
+    """The rhythm rule's description and the end-to-end figures without it, in a card."""
+    e2e = evaluation.get("end_to_end") or {}
+    card["rhythm_rule"] = e2e.get("rhythm_rule")
+    card["end_to_end_without_rhythm_rule"] = (e2e.get("without_rhythm_rule") or {}).get(name)
+
+
+def write_card_files(out_dir: Path, card: dict, evaluation: dict) -> None:
+    """``<model>.json`` and ``<model>.md``: the card and its rhythm-rule section."""
+    from training.cards import card_markdown
+
+    (out_dir / f"{card['model']}.json").write_text(json.dumps(card, indent=1))
+    text = card_markdown(card) + "\n".join(rhythm_rule_markdown(evaluation, card["model"]))
+    (out_dir / f"{card['model']}.md").write_text(text.rstrip("\n") + "\n")
+
+
 def evaluate_main(argv: list[str]) -> int:
     """``ecg evaluate``: DS2 figures (reference positions, end to end) and the leaky split."""
     from training.dataset import check_data_dir
@@ -114,8 +235,10 @@ def evaluate_main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(
         prog="ecg evaluate",
         description="Evaluate the beat classifiers on MIT-BIH DS2 (inter-patient): at the "
-                    "reference beat positions and end to end on ecgcore's detected beats; "
-                    "plus the leaky intra-patient split for comparison.",
+                    "reference beat positions and end to end exactly as `ecg analyze` serves "
+                    "them (with and without the rhythm rule: S -> N inside detected AF/AFL); "
+                    "plus DS1 end to end (in-sample, for the rule's effect) and the leaky "
+                    "intra-patient split for comparison.",
     )
     parser.add_argument("--data", help="MIT-BIH folder (default $ECG_MITDB_DIR or "
                                        "../shared/data/mitdb)")
@@ -125,15 +248,23 @@ def evaluate_main(argv: list[str]) -> int:
                                        "<models>/evaluation.json)")
     parser.add_argument("--quick", action="store_true",
                         help="evaluate on two records only (for models built with --quick)")
+    parser.add_argument("--cards", action="store_true",
+                        help="rewrite the figures of the model cards (<model>.json/.md) from "
+                             "this evaluation; their training fields are kept")
     args = parser.parse_args(argv)
     try:
         data_dir = check_data_dir(args.data)
         models_dir = Path(args.models) if args.models else _models_dir_default()
+        t0 = time.perf_counter()
         evaluation = run_evaluation(models_dir, data_dir, quick=args.quick)
+        evaluation["evaluation_seconds"] = round(time.perf_counter() - t0, 1)
     except EcgError as exc:
         print(f"ecg evaluate: {exc}", file=sys.stderr)
         return 1
     report(evaluation)
+    if args.cards:
+        for path in refresh_cards(models_dir, evaluation):
+            print(f"card written: {path}")
     problems = _card_check(models_dir, evaluation)
     evaluation["matches_cards"] = not problems
     evaluation["card_differences"] = problems
@@ -173,6 +304,61 @@ def report(evaluation: dict) -> None:
             d = result["detection"]
             print(f"  detection: {d['reference_beats']} reference beats, {d['missed']} missed, "
                   f"{d['extra']} extra (match within {d['tolerance_s'] * 1000:.0f} ms)")
+            report_rhythm_rule(result, "DS2")
+    train = evaluation.get("end_to_end_train")
+    if train:
+        print(f"\n{train['note']}")
+        report_rhythm_rule(train, "DS1", tables=False)
+    if "evaluation_seconds" in evaluation:
+        print(f"\nevaluation took {evaluation['evaluation_seconds']} s")
+
+
+def report_rhythm_rule(result: dict, name: str, *, tables: bool = True) -> None:
+    """Print what the rhythm rule changed end to end (figures without it, binary variants)."""
+    from training.dataset import AAMI_CLASSES
+
+    rule = result.get("rhythm_rule")
+    if not rule:
+        return
+    print(f"\n{name} end to end, rhythm rule ({rule['rule']}): {rule['relabelled_beats']} "
+          f"beats relabelled, reference classes {rule['relabelled_by_reference_class']}; "
+          f"the reference itself has {rule.get('reference_s_inside_reference_af_afl')} S "
+          "beats inside its AF/AFL episodes (aberrated 'a'), beats the rule cannot get right")
+    if tables:
+        without = result["without_rhythm_rule"]
+        print_figures(f"{name} end to end WITHOUT the rhythm rule: aami", without["aami"])
+    before, after = result["without_rhythm_rule"]["aami"], result["aami"]
+
+    def se_ppv(fig: dict, c: str) -> str:
+        pc = fig["per_class"][c]
+        return f"{_pct(pc['sensitivity']).strip()}/{_pct(pc['ppv']).strip()}"
+
+    print(f"  five-class without -> with the rule: accuracy {_pct(before['accuracy']).strip()} "
+          f"-> {_pct(after['accuracy']).strip()} %; " + "; ".join(
+              f"{c} Se/+P {se_ppv(before, c)} -> {se_ppv(after, c)}" for c in AAMI_CLASSES))
+    oracle = result.get("with_reference_rhythm")
+    if oracle:
+        print("  five-class with the rule on the REFERENCE AF/AFL episodes (not served): "
+              f"accuracy {_pct(oracle['aami']['accuracy']).strip()} %; " + "; ".join(
+                  f"{c} Se/+P {se_ppv(oracle['aami'], c)}" for c in ("N", "S")))
+    for variant, b in result["binary_variants"].items():
+        print(f"  binary {variant:34s} abnormal Se {_pct(b['abnormal_sensitivity'])} %  "
+              f"specificity {_pct(b['specificity'])} %  abnormal +P {_pct(b['abnormal_ppv'])} %"
+              f"  acc {_pct(b['accuracy'])} %")
+    rows = [(r, v) for r, v in result["per_record"].items()
+            if v["relabelled_by_rhythm_rule"] or v["beats_in_af_afl"]]
+    for record, v in sorted(rows):
+        print(f"  record {record}: {v['beats_in_af_afl']} beats in AF/AFL, "
+              f"{v['relabelled_by_rhythm_rule']} relabelled (reference "
+              f"{_counts(v['relabelled_by_reference_class'])}; "
+              f"{v['relabelled_inside_reference_af_afl']} inside reference AF/AFL; reference "
+              f"S inside reference AF/AFL {v['reference_s_inside_reference_af_afl']}), errors "
+              f"{v['errors_without_rhythm_rule']} -> {v['errors']} (with the reference "
+              f"rhythm {v['errors_with_reference_rhythm']})")
+
+
+def _counts(by_class: dict) -> str:
+    return " ".join(f"{c} {k}" for c, k in by_class.items() if k) or "none"
 
 
 def train_main(argv: list[str]) -> int:
@@ -212,7 +398,7 @@ def run_training(data_dir: Path, out: Path, *, quick: bool, intra: bool = True) 
     from tqdm import tqdm
 
     from ecgcore.inference import clear_cache
-    from training.cards import make_card, write_card
+    from training.cards import make_card
     from training.dataset import AAMI_CLASSES, DS1, DS2, build_dataset
     from training.evaluate import intra_patient_split
     from training.train import TrainConfig, train_one
@@ -278,7 +464,8 @@ def run_training(data_dir: Path, out: Path, *, quick: bool, intra: bool = True) 
         card = make_card(task, model=s["model"], train_config=config.to_dict(), seed=s["seed"],
                          train_seconds=s["seconds"], n_train_beats=s["counts"],
                          evaluation=evaluation, quick=quick)
-        write_card(out, card)
+        add_rule_fields(card, evaluation, task)
+        write_card_files(out, card, evaluation)
     (out / "evaluation.json").write_text(json.dumps(evaluation, indent=1))
     report(evaluation)
     print(f"\nweights, cards and evaluation written to {out}")
