@@ -44,7 +44,8 @@ class PreparedRecord:
     beats : dict of str to np.ndarray
         Per detected beat: ``sample``, ``time_s``, ``rr_s``, ``hr_bpm``, ``aami``,
         ``aami_p`` (n, 5), ``binary`` (``"abnormal"``/``"normal"``/""), ``binary_p``,
-        ``ref`` (matched reference class or ""), ``abnormal``, ``disagree`` (bool).
+        ``ref`` (matched reference class or ""), ``abnormal``, ``disagree``, ``rule``
+        (bool; ``rule``: the labels were set by the rhythm rule, the network said S).
     rhythm : list of dict
         Rhythm episodes ``{"label", "start", "end", "source"}``.
     summary : dict
@@ -279,9 +280,12 @@ def _arrange_beats(prepared: PreparedRecord) -> None:
         if analysis.aami_probs is not None
         else np.full((n, len(AAMI_CLASSES)), np.nan, dtype=np.float32)
     )
+    # Served labels: the networks' own, but for the rhythm rule (S -> N in AF/AFL).
+    rule = analysis.rhythm_rule
+    rule = np.zeros(n, dtype=bool) if rule is None else np.asarray(rule, dtype=bool)
     if analysis.binary_p_abnormal is not None:
         binary_p = np.asarray(analysis.binary_p_abnormal, dtype=np.float32)
-        binary = np.where(binary_p >= 0.5, "abnormal", "normal")
+        binary = np.asarray(analysis.binary_labels, dtype="<U8")
     else:
         binary_p = np.full(n, np.nan, dtype=np.float32)
         binary = np.full(n, "", dtype="<U8")
@@ -296,6 +300,7 @@ def _arrange_beats(prepared: PreparedRecord) -> None:
             if binary.any() else None
         ),
         "reference": None,
+        "rhythm_rule": int(rule.sum()),
     }
     rhythm = [dict(e, source="analysis") for e in analysis.rhythm]
     ann = recording.annotations
@@ -333,7 +338,7 @@ def _arrange_beats(prepared: PreparedRecord) -> None:
     prepared.beats = {
         "sample": rpeaks, "time_s": time_s, "rr_s": rr, "hr_bpm": hr,
         "aami": aami, "aami_p": aami_p, "binary": binary, "binary_p": binary_p,
-        "ref": ref, "abnormal": abnormal, "disagree": disagree,
+        "ref": ref, "abnormal": abnormal, "disagree": disagree, "rule": rule,
     }
     prepared.rhythm = rhythm
     summary["n_disagree"] = int(disagree.sum())

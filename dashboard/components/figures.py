@@ -330,6 +330,8 @@ def _beat_hover(beats: dict[str, np.ndarray], i: int) -> str:
             "AAMI " + beats["aami"][i] + " ("
             + ", ".join(f"{c} {p:.2f}" for c, p in zip("NSVFQ", probs, strict=True)) + ")"
         )
+        if beats["rule"][i]:
+            parts.append("network said S; N inside atrial fibrillation/flutter")
     if beats["binary"][i]:
         parts.append(f"binary {beats['binary'][i]} (p={beats['binary_p'][i]:.2f})")
     if beats["ref"][i]:

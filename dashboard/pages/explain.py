@@ -70,7 +70,7 @@ def choose(_n, record, beat):
     return {"record": (record or "").strip(), "beat": beat}
 
 
-def _probability_table(prepared: PreparedRecord, index: int) -> dbc.Table:
+def _probability_table(prepared: PreparedRecord, index: int) -> dbc.Table | html.Div:
     beats = prepared.beats
     rows = []
     if beats["aami"][index]:
@@ -87,9 +87,16 @@ def _probability_table(prepared: PreparedRecord, index: int) -> dbc.Table:
                             + [html.Td("") for _ in AAMI_CLASSES]))
     head = html.Thead(html.Tr([html.Th(""), html.Th("label")]
                               + [html.Th(f"p({c})") for c in AAMI_CLASSES]))
-    return dbc.Table([head, html.Tbody(rows)], size="sm", bordered=True,
-                     className="explain-probs", style={"maxWidth": "720px"},
-                     id="explain-probs")
+    table = dbc.Table([head, html.Tbody(rows)], size="sm", bordered=True,
+                      className="explain-probs", style={"maxWidth": "720px"},
+                      id="explain-probs")
+    if not beats["rule"][index]:
+        return table
+    return html.Div([table, html.P(
+        "The AAMI network called this beat S; it is labelled N (and normal) because it lies "
+        "in detected atrial fibrillation or flutter, where no beat is a premature atrial "
+        "beat. The attributions below explain the network's own answer.",
+        className="small text-muted", id="explain-rule")])
 
 
 def _class_shown(result: dict[str, Any]) -> int:

@@ -132,6 +132,9 @@ def _evaluation_section(folder: Path) -> list[Any]:
                 f"Detection: {detection['reference_beats']} reference beats, "
                 f"{detection.get('missed')} missed, {detection.get('extra')} extra.",
                 className="small"))
+        rule = _rhythm_rule_block(result)
+        if rule is not None:
+            blocks.append(rule)
         out.append(dbc.Card(
             [dbc.CardHeader(title, className=f"text-bg-{colour}" if colour == "warning"
                             else "fw-bold"),
@@ -142,6 +145,39 @@ def _evaluation_section(folder: Path) -> list[Any]:
         out.append(dbc.Alert("The cards differ from this evaluation: "
                              + "; ".join(evaluation["card_differences"]), color="warning"))
     return out
+
+
+def _rhythm_rule_block(result: dict[str, Any]) -> html.Div | None:
+    """The end-to-end figures without the rhythm rule beside the served ones."""
+    rule, without = result.get("rhythm_rule"), result.get("without_rhythm_rule")
+    if not isinstance(rule, dict) or not isinstance(without, dict):
+        return None
+    rows = []
+    variants = [("served (with the rule)", result),
+                ("the networks alone (no rule)", without)]
+    ceiling = result.get("with_reference_rhythm")
+    if isinstance(ceiling, dict):
+        variants.append(("not served: the rule on the reference's AF/AFL episodes", ceiling))
+    for label, figures in variants:
+        aami, binary = figures.get("aami") or {}, figures.get("binary") or {}
+        per = aami.get("per_class") or {}
+        cells = [_pct(aami.get("accuracy"))]
+        for c in ("N", "S"):
+            v = per.get(c) or {}
+            cells.append(f"{_pct(v.get('sensitivity'))} / {_pct(v.get('ppv'))}")
+        cells.append(f"{_pct(binary.get('abnormal_sensitivity'))} / "
+                     f"{_pct(binary.get('specificity'))}")
+        rows.append(html.Tr([html.Td(label)] + [html.Td(c) for c in cells]))
+    head = html.Thead(html.Tr([html.Th(h) for h in (
+        "labels", "accuracy", "N Se / +P", "S Se / +P", "binary abnormal Se / Sp")]))
+    return html.Div([
+        html.Div(
+            f"Rhythm rule: {rule.get('rule', '')} ({rule.get('relabelled_beats', '?')} beats "
+            "relabelled). The figures above are the served labels; beside them:",
+            className="small"),
+        dbc.Table([head, html.Tbody(rows)], size="sm", bordered=True,
+                  style={"maxWidth": "760px"}, id="models-rhythm-rule"),
+    ], className="mb-3")
 
 
 def _history_figure(history: dict, name: str) -> dcc.Graph | None:

@@ -236,6 +236,12 @@ def _summary(prepared: PreparedRecord) -> html.Div:
         children.append(html.P(
             f"Binary model: {s['binary']['normal']} normal, {s['binary']['abnormal']} abnormal."
         ))
+    if s.get("rhythm_rule"):
+        children.append(html.P(
+            f"{s['rhythm_rule']} beat(s) the AAMI model called S are counted N (and normal): "
+            "they lie in detected atrial fibrillation or flutter, where no beat is a "
+            "premature atrial beat (MIT-BIH's convention). Their probabilities are the "
+            "network's own.", className="small", id="rec-summary-rule"))
     if s.get("detection"):
         d = s["detection"]
         children.append(html.P(
@@ -640,7 +646,7 @@ def _table_page(prepared: PreparedRecord, record_id: str, page: int, which: str)
         cells = [
             str(i), format_hms(beats["time_s"][i]),
             "" if not np.isfinite(rr) else f"{rr * 1000:.0f}",
-            beats["aami"][i],
+            beats["aami"][i] + (" (S by the network; AF rule)" if beats["rule"][i] else ""),
             "" if not np.isfinite(probs).all() else " ".join(
                 f"{c}:{p:.2f}" for c, p in zip(AAMI_CLASSES, probs, strict=True)),
             "" if not beats["binary"][i] else

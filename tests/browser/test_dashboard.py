@@ -153,6 +153,7 @@ def test_record_201_shows_af_episodes_burden_and_hrv(web):
     web.check_clean()
 
 
+
 def drag_zoom(web, start: float, width: float) -> None:
     """Drag a zoom box over the waveform, from ``start`` for ``width`` (plot fractions)."""
     box = web.page.locator("#rec-wave .nsewdrag").first.bounding_box()
@@ -304,4 +305,36 @@ def test_explaining_a_v_beat_draws_attributions(web):
     assert "towards V" in bars["title"]
     assert "V" in web.page.inner_text("#explain-probs")
     web.shot("explain-v-beat")
+    web.check_clean()
+
+
+@pytest.mark.skipif(not _models_present(), reason="ecgcore/models/ has no trained models yet")
+def test_beats_relabelled_by_the_af_rule_are_shown_as_such(web):
+    """S calls inside detected AF are served as N, and the views say the network said S."""
+    from ecgcore.cache import cached_analyze
+    from ecgcore.io import read
+
+    analysis, _ = cached_analyze(read(str(MITDB / "201")), classify=True)
+    relabelled = np.flatnonzero(analysis.rhythm_rule)
+    assert relabelled.size > 0, "201 should have S calls inside its detected AF"
+    web.goto("/record/201")
+    web.page.wait_for_selector("#rec-summary-rule", timeout=120_000)
+    assert web.page.inner_text("#rec-summary-rule").startswith(f"{relabelled.size} beat(s)")
+    beat = int(relabelled[0])
+    web.goto(f"/explain?record=201&beat={beat}")
+    web.page.wait_for_selector("#explain-rule", timeout=120_000)
+    assert "called this beat S" in web.page.inner_text("#explain-rule")
+    row = web.page.inner_text("#explain-probs tbody tr:nth-child(1)")
+    assert row.split("\t")[1].strip() == "N", row
+    web.check_clean()
+
+
+def test_models_page_shows_the_rhythm_rule_beside_the_networks_alone(web):
+    evaluation = json.loads((REPO / "ecgcore" / "models" / "evaluation.json").read_text())
+    end_to_end = evaluation["end_to_end"]
+    web.goto("/models")
+    web.page.wait_for_selector("#models-rhythm-rule")
+    text = web.page.inner_text("#models-rhythm-rule")
+    for figures in (end_to_end, end_to_end["without_rhythm_rule"]):
+        assert f"{100 * figures['aami']['accuracy']:.1f}" in text
     web.check_clean()
