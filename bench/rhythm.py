@@ -277,13 +277,31 @@ AF_GRID_ECTOPIC = (("V", "F", "Q"), ("V", "F", "Q", "S"))
 AF_TIE_POINTS = 0.1
 """DS1 harmonic means within this many points of the best count as tied."""
 AF_OPTIONS = {
-    "P coherence <= 0.5": {"AF_MAX_P_COHERENCE": 0.5},
-    "P coherence <= 0.6": {"AF_MAX_P_COHERENCE": 0.6},
+    "no P coherence (delineated P waves veto AF alone)": {"AF_MAX_P_COHERENCE": None},
+    "either evidence vetoes AF (P fraction or coherence <= 0.5)":
+        {"AF_P_EVIDENCE": "either", "AF_MAX_P_COHERENCE": 0.5},
+    "either evidence vetoes AF (P fraction or coherence <= 0.6)":
+        {"AF_P_EVIDENCE": "either", "AF_MAX_P_COHERENCE": 0.6},
+    "coherence over 61 beats": {"AF_COHERENCE_WINDOW": 61},
     "skip 1 interval after an ectopic beat": {"AF_SKIP_AFTER_ECTOPIC": 1},
     "hysteresis (hold at 0.85 x irregularity, P fraction 0.4)":
         {"AF_HOLD_IRREGULARITY": 0.85, "AF_HOLD_P_FRACTION": 0.4},
+    "shortest AF episode 15 s (not 30 s)": {"AF_MIN_DURATION_S": 15.0},
+    "join AF episodes closer than 5 s (not 10 s)": {"AF_MERGE_GAP_S": 5.0},
+    "refine episode edges (least-squares split of the per-beat evidence)":
+        {"AF_REFINE_EDGES": True},
+    "S beats without a delineated P wave stay in the RR series": {"AF_S_NEEDS_P": True},
 }
 """Other AF options, each tried alone on top of the DS1 choice (kept only if DS1 says so)."""
+AF_OPTION_DEFAULTS = {
+    "AF_P_EVIDENCE": "both", "AF_COHERENCE_WINDOW": 31, "AF_SKIP_AFTER_ECTOPIC": 0,
+    "AF_HOLD_IRREGULARITY": 1.0, "AF_MIN_DURATION_S": 30.0, "AF_MERGE_GAP_S": 10.0,
+    "AF_REFINE_EDGES": False, "AF_S_NEEDS_P": False,
+}
+"""The module's value of each option key unless an option is kept (the P fraction hold
+and the coherence threshold default to their DS1 choices)."""
+AF_GRID_COHERENCE = (None, 0.4, 0.45, 0.5, 0.55, 0.6, 0.65, 0.7)
+"""P coherence thresholds (with ``AF_P_EVIDENCE = "both"``); None: not used."""
 AFL_GRID = (0.3, 0.35, 0.4, 0.45, 0.5)
 VT_FLAGS = ("VT_RATE_FROM_COUPLING", "VT_FUSION_IN_RUN", "VT_AMBIGUOUS_IN_RUN",
             "VT_RECOVER_MISSED", "VT_RELABEL_AFTER_MISSED")
@@ -392,6 +410,23 @@ def tune_af(data: dict[str, dict]) -> dict:
     chosen = pick(grid)
     alternative = pick([g for g in grid if g["pr_tolerance_s"] is not None])
     base = dict(zip(names, (chosen[k] for k in keys), strict=True))
+    # P coherence: the delineator's P waves veto AF only where the activity before the
+    # QRS is locked to it. Highest DS1 harmonic mean; among the thresholds tied with it,
+    # the middle one (None only when no threshold ties with the best).
+    saved_coh = rhythm.AF_MAX_P_COHERENCE
+    coherence_grid = []
+    with _Patched(**base, AF_P_EVIDENCE="both"):
+        for c in AF_GRID_COHERENCE:
+            with _Patched(AF_MAX_P_COHERENCE=c):
+                a = _af_score(data, DS1, inputs, noise)
+            coherence_grid.append({"threshold": c, "duration_se": a["duration_se"],
+                                   "duration_ppv": a["duration_ppv"], "score": round(
+                                       _hmean(a["duration_se"], a["duration_ppv"]), 2)})
+    best_c = max(g["score"] for g in coherence_grid)
+    tied_c = [g["threshold"] for g in coherence_grid
+              if g["score"] >= best_c - AF_TIE_POINTS and g["threshold"] is not None]
+    chosen_coherence = (sorted(tied_c)[(len(tied_c) - 1) // 2] if tied_c else None)
+    base["AF_MAX_P_COHERENCE"] = chosen_coherence
     options = []
     with _Patched(**base):
         base_all = _af_score(data, records, inputs, noise)
@@ -411,14 +446,43 @@ def tune_af(data: dict[str, dict]) -> dict:
                                            _af_score(data, records, inputs, noise))
     module = dict(zip(keys, saved, strict=True))
     extras = {k: getattr(rhythm, k) for o in AF_OPTIONS.values() for k in o}
-    defaults = {"AF_MAX_P_COHERENCE": None, "AF_SKIP_AFTER_ECTOPIC": 0,
-                "AF_HOLD_IRREGULARITY": 1.0, "AF_HOLD_P_FRACTION": saved[1]}
+    defaults = {**AF_OPTION_DEFAULTS, "AF_MAX_P_COHERENCE": chosen_coherence,
+                "AF_HOLD_P_FRACTION": saved[1]}
     kept = {k: v for o in options if o["kept"] for k, v in o["values"].items()}
     expected_extras = {k: kept.get(k, defaults[k]) for k in extras}
     return {"grid": grid, "chosen": chosen, "options": options, "kept_options": kept,
+            "coherence_grid": coherence_grid, "chosen_coherence": chosen_coherence,
+            "module_coherence": saved_coh,
+            "coherence_equal_error_ds1": coherence_equal_error(data, inputs),
             "all48_information_only": all48, "module": module,
             "module_matches": all(chosen[k] == v for k, v in module.items())
             and extras == expected_extras}
+
+
+def coherence_equal_error(data: dict[str, dict], inputs: dict) -> dict:
+    """Per-beat P coherence on DS1: the threshold where as many reference AF beats lie
+    above it as non-AF beats below it (for information: how well the feature alone
+    separates the beats, before any episode logic)."""
+    from ecgcore import rhythm
+
+    af, other = [], []
+    for r in DS1:
+        rp, cls, _ = inputs[r]
+        c = rhythm.p_coherence(data[r]["x"], rp, FS, np.isin(cls, rhythm.ECTOPIC_CLASSES),
+                               rhythm.AF_COHERENCE_WINDOW)
+        inside = np.zeros(data[r]["n"], dtype=bool)
+        for s, e in reference_intervals(data[r])["AFIB"]:
+            inside[s:e] = True
+        ref = inside[rp]
+        af.append(c[ref & np.isfinite(c)])
+        other.append(c[~ref & np.isfinite(c)])
+    a, o = np.concatenate(af), np.concatenate(other)
+    ts = np.round(np.arange(0.2, 0.9, 0.01), 2)
+    gap = [abs(float((a > t).mean()) - float((o < t).mean())) for t in ts]
+    t = float(ts[int(np.argmin(gap))])
+    return {"threshold": t, "af_beats_above": round(100 * float((a > t).mean()), 1),
+            "other_beats_below": round(100 * float((o < t).mean()), 1),
+            "af_beats": int(a.size), "other_beats": int(o.size)}
 
 
 def tune_afl(data: dict[str, dict]) -> dict:
@@ -537,6 +601,72 @@ def tune_vt(data: dict[str, dict], cnn) -> dict:
             "module_matches": module == chosen}
 
 
+def af_errors(data: dict[str, dict], runs: dict[str, dict], min_s: float = 1.0) -> list[dict]:
+    """Where the AFIB duration errors are, per record: false AF time (and what the
+    reference calls it) and missed AF time (and what we reported there instead)."""
+    rows = []
+    for r, run in runs.items():
+        d = data[r]
+        n = d["n"]
+        det = np.zeros(n, dtype=bool)
+        for e in run["episodes"]:
+            if e["label"] == "AFIB":
+                det[e["start"]:e["end"]] = True
+        ref = np.zeros(n, dtype=bool)
+        for s, e in reference_intervals(d)["AFIB"]:
+            ref[s:e] = True
+        false, missed = det & ~ref, ref & ~det
+        if (false.sum() + missed.sum()) / FS < min_s:
+            continue
+        false_by: dict[str, float] = {}
+        for e in d["ref_rhythm"]:
+            t = float(false[e["start"]:e["end"]].sum()) / FS
+            if t > 0:
+                false_by[e["label"]] = false_by.get(e["label"], 0.0) + t
+        missed_by: dict[str, float] = {}
+        ours = np.zeros(n, dtype=bool)
+        for e in run["episodes"]:
+            t = float(missed[e["start"]:e["end"]].sum()) / FS
+            ours[e["start"]:e["end"]] = True
+            if t > 0:
+                missed_by[e["label"]] = missed_by.get(e["label"], 0.0) + t
+        nothing = float((missed & ~ours).sum()) / FS
+        if nothing > 0:
+            missed_by["none"] = nothing
+        rows.append({
+            "record": r, "set": "DS1" if r in DS1 else "DS2" if r in DS2 else "-",
+            "ref_s": round(float(ref.sum()) / FS, 1), "det_s": round(float(det.sum()) / FS, 1),
+            "false_s": round(float(false.sum()) / FS, 1),
+            "false_reference": {k: round(v, 1) for k, v in
+                                sorted(false_by.items(), key=lambda kv: -kv[1])},
+            "missed_s": round(float(missed.sum()) / FS, 1),
+            "missed_ours": {k: round(v, 1) for k, v in
+                            sorted(missed_by.items(), key=lambda kv: -kv[1])},
+        })
+    return rows
+
+
+def af_yield_table(data: dict[str, dict], settings: list[str],
+                   cnn) -> tuple[list[dict], bool]:
+    """AFIB duration Se / +P with and without cutting ventricular rhythms (VT, IVR,
+    bigeminy, trigeminy) out of the AF episodes (AF_YIELD_TO_VENTRICULAR), DS1 and all."""
+    from ecgcore import rhythm
+
+    records = mitdb_records()
+    out = []
+    for setting in settings:
+        for on in (False, True):
+            with _Patched(AF_YIELD_TO_VENTRICULAR=on):
+                runs = {r: run_record(data[r], setting, cnn)["AFIB"] for r in records}
+            row = {"setting": setting, "on": on}
+            for g, recs in (("DS1", DS1), ("all", records)):
+                a = aggregate([runs[r] for r in recs])
+                row[g] = [a["duration_se"], a["duration_ppv"],
+                          round(_hmean(a["duration_se"], a["duration_ppv"]), 2)]
+            out.append(row)
+    return out, rhythm.AF_YIELD_TO_VENTRICULAR
+
+
 HRV_RECORDS = ("100", "103", "113", "117", "122", "123", "234")
 
 
@@ -586,6 +716,7 @@ def main() -> int:
                    ("AF_PR_TOLERANCE_S", "pr_tolerance_s"),
                    ("ECTOPIC_CLASSES", "ectopic_classes")):
         setattr(rhythm, k, tuning["chosen"][key])
+    rhythm.AF_MAX_P_COHERENCE = tuning["chosen_coherence"]
     for k, v in tuning["kept_options"].items():
         setattr(rhythm, k, v)
     afl_tuning = tune_afl(data)
@@ -627,6 +758,13 @@ def main() -> int:
     noise = {r: round(rhythm_summary(per_record["no_classes"][r]["episodes"], data[r]["n"], FS)
                       ["noise_pct"], 1) for r in records}
     hrv_rows = hrv_table(data)
+    errors = {s: af_errors(data, per_record[s]) for s in settings if s in ("cnn", "ref_classes")}
+    yield_rows, yield_module = af_yield_table(
+        data, [s for s in ("ref_classes", "cnn") if s in settings], cnn)
+    ref_yield = {row["on"]: row["DS1"][2] for row in yield_rows
+                 if row["setting"] == "ref_classes"}
+    # A convention (MIT-BIH labels the ventricular rhythm), kept unless DS1 says it hurts.
+    yield_choice = ref_yield[True] >= ref_yield[False] - AF_TIE_POINTS
     payload = {
         "machine": machine(),
         "overlap_rule": OVERLAP_RULE,
@@ -639,6 +777,9 @@ def main() -> int:
         "afl_tuning_ds1": afl_tuning,
         "vt_tuning_ds1": vt_tuning,
         "hrv": hrv_rows,
+        "af_errors": errors,
+        "af_yield_to_ventricular": {"rows": yield_rows, "chosen": yield_choice,
+                                    "module": yield_module},
         "seconds": round(time.perf_counter() - start, 1),
         "code_digest": _code_digest(),
     }
@@ -687,6 +828,37 @@ def main() -> int:
         cells = " | ".join(
             f"{row[s]['af_burden_pct']:.1f} ({row[s]['af_episodes']} ep.)" for s in settings)
         lines.append(f"| {row['record']} | {row['set']} | {row['ref_pct']:.1f} | {cells} |")
+    def labels(d: dict) -> str:
+        return ", ".join(f"{k} {v:.0f}" for k, v in d.items() if v >= 0.5) or "-"
+
+    for setting, rows in errors.items():
+        tot_false = sum(r_["false_s"] for r_ in rows)
+        tot_missed = sum(r_["missed_s"] for r_ in rows)
+        lines += ["", f"## AFIB duration errors per record (setting `{setting}`)", "",
+                  "False AF: time we call AFIB that the reference does not, by the reference "
+                  "rhythm there. Missed AF: reference AFIB time we do not call AFIB, by what "
+                  "we reported there instead (`none`: no episode). Seconds; records with at "
+                  f"least 1 s of error. Total false {tot_false:.0f} s, missed "
+                  f"{tot_missed:.0f} s.", "",
+                  "| record | set | ref AF s | our AF s | false AF s | reference there | "
+                  "missed AF s | ours there |", "|---|---|---|---|---|---|---|---|"]
+        for r_ in rows:
+            lines.append(f"| {r_['record']} | {r_['set']} | {r_['ref_s']:.0f} | "
+                         f"{r_['det_s']:.0f} | {r_['false_s']:.0f} | "
+                         f"{labels(r_['false_reference'])} | {r_['missed_s']:.0f} | "
+                         f"{labels(r_['missed_ours'])} |")
+    lines += ["", "## AF yields to ventricular rhythms (AFIB duration Se / +P / harmonic mean)",
+              "", "VT, IVR, bigeminy and trigeminy episodes are cut out of the AF (and flutter) "
+              "episodes: MIT-BIH labels such stretches by the ventricular rhythm. A labelling "
+              "convention, kept unless the DS1 harmonic mean (setting `ref_classes`) falls by "
+              f"more than {AF_TIE_POINTS}. Chosen: {'on' if yield_choice else 'off'}; module "
+              f"{'on' if yield_module else 'off'} "
+              f"({'matches' if yield_choice == yield_module else 'DIFFERS'}).", "",
+              "| setting | cut | DS1 | all (information) |", "|---|---|---|---|"]
+    for row in yield_rows:
+        lines.append(f"| {row['setting']} | {'on' if row['on'] else 'off'} | "
+                     f"{_fmt(row['DS1'][0])} / {_fmt(row['DS1'][1])} / {row['DS1'][2]:.2f} | "
+                     f"{_fmt(row['all'][0])} / {_fmt(row['all'][1])} / {row['all'][2]:.2f} |")
     lines += ["", "## Unreadable (NOISE) time found, % of record (no reference)", "",
               ", ".join(f"{r}: {v}" for r, v in noise.items() if v > 0) or "none", ""]
     lines += ["## HRV from our beats vs from the reference beats (sinus records)", "",
@@ -732,6 +904,23 @@ def main() -> int:
         lines.append(f"| {o['option']} | {_fmt(o['ds1'][0])} | {_fmt(o['ds1'][1])} | "
                      f"{o['ds1'][2]:.2f} | {_fmt(o['all48'][0])} | {_fmt(o['all48'][1])} | "
                      f"{'yes' if o['kept'] else 'no'} |")
+    ee = tuning["coherence_equal_error_ds1"]
+    coh_match = tuning["chosen_coherence"] == tuning["module_coherence"]
+    lines += ["", "P coherence (`AF_P_EVIDENCE = both`: the delineator's P waves veto AF only "
+              "where the activity 300-80 ms before the QRS is locked to it, coherence above "
+              "the threshold). Rule: highest DS1 harmonic mean; among the thresholds within "
+              f"{AF_TIE_POINTS} of it, the middle one. Chosen: {tuning['chosen_coherence']}; "
+              f"module {tuning['module_coherence']} "
+              f"({'matches' if coh_match else differs}"
+              f"). For information, per beat on DS1 the coherence alone separates AF beats "
+              f"from the others best at {ee['threshold']} ({ee['af_beats_above']} % of "
+              f"{ee['af_beats']} AF beats above, {ee['other_beats_below']} % of "
+              f"{ee['other_beats']} other beats below).", "",
+              "| coherence <= | DS1 Se | DS1 +P | harmonic mean |", "|---|---|---|---|"]
+    for g in tuning["coherence_grid"]:
+        lines.append(f"| {g['threshold'] if g['threshold'] is not None else 'not used'} | "
+                     f"{_fmt(g['duration_se'])} | {_fmt(g['duration_ppv'])} | "
+                     f"{g['score']:.2f} |")
     lines += ["", "All 48 records, for information only (not used for the choice):", ""]
     for label, g in tuning["all48_information_only"].items():
         lines.append(f"- {label} (irregularity {g['irregularity']}, max P fraction "

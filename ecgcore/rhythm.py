@@ -11,7 +11,11 @@ An episode runs from the R peak of its first beat to the R peak of the first bea
 it (the MIT-BIH convention: a rhythm annotation sits on the first beat of the new rhythm).
 
 Atrial fibrillation does not need beat classes: it is found from RR irregularity and the
-absence of P waves. Optionally (:data:`AF_PR_TOLERANCE_S`) a P wave counts only when its
+absence of P waves. A P wave the delineator reports counts only when the activity before
+the QRS is locked to it (:func:`p_coherence`): fibrillatory waves taken for P waves
+are not. Episodes last at least 30 s (the clinical definition), and ventricular
+rhythms found inside AF (VT, IVR, bigeminy, trigeminy) are cut out of it, as MIT-BIH
+labels them. Optionally (:data:`AF_PR_TOLERANCE_S`) a P wave counts only when its
 PR interval agrees with the local median PR: the delineator sometimes takes a
 fibrillatory wave for a P wave, and those sit at random distances from the QRS.
 Atrial flutter is split off the AF episodes where the atrial activity left after
@@ -64,11 +68,26 @@ AF_IRREGULARITY_NO_P = 0.12
 """The irregularity threshold when P waves are unknown (no delineation given)."""
 AF_MAX_P_FRACTION = 0.3
 """Largest fraction of beats with a P wave in an AF window."""
-AF_MAX_P_COHERENCE: float | None = None
-"""Largest P coherence (:func:`p_coherence`) in an AF window; None: not used."""
+AF_MAX_P_COHERENCE: float | None = 0.45
+"""P coherence (:func:`p_coherence`) above which the activity before the QRS is taken as
+locked to it (a P wave); how it combines with the delineator's P waves is
+:data:`AF_P_EVIDENCE`. None: not used. It lies between the sinus (about 0.6-0.9) and AF
+(0.3-0.4) values and is the middle of the DS1 plateau (bench/results/rhythm.md)."""
+AF_COHERENCE_WINDOW = 31
+"""Beats over which the P coherence is taken (more beats average fibrillatory waves out
+further; a P wave stays)."""
+AF_P_EVIDENCE = "both"
+"""How the two kinds of P-wave evidence veto AF: ``"both"``: P waves are present only
+when the delineator finds them in more than :data:`AF_MAX_P_FRACTION` of the beats and
+the coherence exceeds :data:`AF_MAX_P_COHERENCE` (the delineator takes some
+fibrillatory waves for P waves, but those are not locked to the QRS); ``"either"``:
+when one of them says so."""
 AF_PR_TOLERANCE_S: float | None = None
 """When set (s), a P wave counts only if its PR interval is this close to the local median
 PR. Off: on DS1 it ties with the plain P count (bench/results/rhythm.md)."""
+AF_S_NEEDS_P = False
+"""With P waves given, an S beat is left out of the RR series only when the delineator
+found a P wave before it."""
 AF_CLASSES_LAG1 = True
 """With beat classes, measure irregularity at lag 1 only (the ectopic beats are out)."""
 AF_SKIP_AFTER_ECTOPIC = 0
@@ -77,8 +96,10 @@ AF_MIN_USABLE = 0.25
 """Least share of usable (normal-to-normal) intervals in a window for an AF decision."""
 AF_SMOOTH_BEATS = 15
 """Majority vote over this many beats, so single beats do not toggle the decision."""
-AF_MIN_DURATION_S = 15.0
-"""Shortest AF episode reported."""
+AF_MIN_DURATION_S = 30.0
+"""Shortest AF episode reported: the clinical definition of an AF episode (at least 30 s
+of irregular RR without discernible P waves, ESC 2020 AF guidelines), not a tuned
+value; on DS1 it ties with 15 s."""
 AF_MERGE_GAP_S = 10.0
 """AF episodes closer than this are joined."""
 AF_HOLD_IRREGULARITY = 1.0
@@ -86,6 +107,15 @@ AF_HOLD_IRREGULARITY = 1.0
 above this fraction of :data:`AF_IRREGULARITY` (1: no hysteresis)."""
 AF_HOLD_P_FRACTION = 0.3
 """...and the P fraction at most this (:data:`AF_MAX_P_FRACTION` or more)."""
+AF_REFINE_EDGES = False
+"""Move each AF episode's onset and offset to the best split, within half a window, of
+the per-beat evidence (an irregular interval without a P wave) into a steadier and a
+more AF-like part (least squares, no threshold): the window features need more than
+half the window in AF, which trims a few beats off each edge."""
+AF_YIELD_TO_VENTRICULAR = True
+"""Ventricular rhythms found inside AF (VT, IVR, bigeminy, trigeminy) are cut out of the
+AF and flutter episodes: rhythm labels are exclusive, and MIT-BIH labels such a
+stretch by its ventricular rhythm while AF goes on beneath it."""
 AFL_DETECT = True
 """Split atrial flutter off the AF episodes by the organisation of the atrial activity."""
 AFL_BLOCK_S = 10.0
@@ -98,6 +128,10 @@ AFL_MIN_ORGANISATION = 0.35
 its first harmonic) for flutter."""
 AFL_SMOOTH_BLOCKS = 3
 """Running median over this many blocks of the organisation."""
+AFL_MIN_PIECE_S = 15.0
+"""Within an AF episode, fibrillation or flutter stretches shorter than this join their
+longer neighbour (the 30 s minimum is for the episode as a whole; flutter comes in short
+bouts amid fibrillation)."""
 VT_MIN_BEATS = 3
 VT_MIN_BPM = 100.0
 VT_RATE_FROM_COUPLING = True
@@ -186,6 +220,25 @@ def _beat_span(rpeaks: np.ndarray, first: int, last: int, n_samples: int) -> tup
     else:
         end = int(rpeaks[last]) + 1
     return start, min(max(end, start + 1), n_samples)
+
+
+def _subtract(
+    intervals: list[tuple[int, int]], cuts: list[tuple[int, int]]
+) -> list[tuple[int, int]]:
+    """``intervals`` with every stretch of ``cuts`` taken out (pieces kept in order)."""
+    out = list(intervals)
+    for a, b in sorted(cuts):
+        nxt: list[tuple[int, int]] = []
+        for s, e in out:
+            if b <= s or e <= a:
+                nxt.append((s, e))
+                continue
+            if s < a:
+                nxt.append((s, a))
+            if b < e:
+                nxt.append((b, e))
+        out = nxt
+    return out
 
 
 def _in_any(positions: np.ndarray, intervals: list[tuple[int, int]]) -> np.ndarray:
@@ -331,12 +384,18 @@ def af_features(
         "p_fraction": np.full(nb, np.nan),
         "p_coherence": np.full(nb, np.nan),
         "ectopic": np.zeros(nb, dtype=bool),
+        "beat_evidence": np.full(nb, np.nan),
     }
     if nb < 4:
         return out
     rr = np.diff(r) / fs
     if beat_classes is not None:
-        ectopic = np.isin(np.asarray(beat_classes).astype(str), ECTOPIC_CLASSES)
+        cls = np.asarray(beat_classes).astype(str)
+        ectopic = np.isin(cls, ECTOPIC_CLASSES)
+        if AF_S_NEEDS_P and p_peaks is not None:
+            # A premature atrial beat has a (premature) P wave; an "S" beat without one
+            # is more likely an early conducted beat of AF, and stays in the RR series.
+            ectopic &= ~((cls == "S") & ~np.isfinite(np.asarray(p_peaks, dtype=float)))
     else:
         ectopic = _rr_ectopic(rr)
     out["ectopic"] = ectopic
@@ -369,6 +428,10 @@ def af_features(
             best = np.fmin(best, _rolling(d, window, "median") / med_rr)
         best[~np.isfinite(best)] = np.nan
         irr = best[_nearest(keep, rr.size)]
+        step = np.full(rr.size, np.nan)
+        jump = np.abs(np.diff(packed)) / med_rr[1:]
+        step[keep[1:]] = (jump > AF_IRREGULARITY).astype(np.float64)
+        out["beat_evidence"] = np.concatenate([[np.nan], step])
         # Where almost every interval touches an ectopic beat (bigeminy), the nearest
         # usable ones are too far away to speak for this stretch: no decision there.
         usable = _rolling(rr_ok.astype(np.float64), window, "mean")
@@ -385,13 +448,16 @@ def af_features(
             pr = np.where(has_p, r - pp, np.nan)
             med_pr = _rolling(pr, window, "median")
             has_p &= np.abs(pr - med_pr) <= AF_PR_TOLERANCE_S * fs
+        with np.errstate(invalid="ignore"):
+            out["beat_evidence"] = np.where(has_p, 0.0, out["beat_evidence"])
         has_p = has_p.astype(np.float64)
         good = np.flatnonzero(~bad)
         if good.size:
             packed_p = _rolling(has_p[good], window, "mean")
             out["p_fraction"] = packed_p[_nearest(good, nb)]
     if x is not None:
-        out["p_coherence"] = p_coherence(x, r.astype(np.int64), fs, bad, window)
+        out["p_coherence"] = p_coherence(x, r.astype(np.int64), fs, bad,
+                                         AF_COHERENCE_WINDOW)
     return out
 
 
@@ -436,9 +502,14 @@ def af_episodes(
 ) -> list[tuple[int, int]]:
     """Atrial fibrillation episodes as (start, end) samples; see :func:`af_features`.
 
-    A beat votes AF when its window is irregular (:data:`AF_IRREGULARITY`), has few P
-    waves (:data:`AF_MAX_P_FRACTION`) and, given the lead ``x``, little QRS-locked
-    atrial activity (:data:`AF_MAX_P_COHERENCE`).
+    A beat votes AF when its window is irregular (:data:`AF_IRREGULARITY`) and shows no
+    P waves. Given the lead ``x``, P waves are there when the delineator finds them in
+    more than :data:`AF_MAX_P_FRACTION` of the beats and the activity before the QRS is
+    locked to it (coherence above :data:`AF_MAX_P_COHERENCE`; see
+    :data:`AF_P_EVIDENCE`); without ``x`` the delineator alone decides; without
+    ``p_peaks`` the RR alone (the coherence too with ``"either"``). Votes are smoothed
+    over :data:`AF_SMOOTH_BEATS` beats; episodes closer than :data:`AF_MERGE_GAP_S` are
+    joined and those shorter than :data:`AF_MIN_DURATION_S` dropped.
     """
     r = np.asarray(rpeaks, dtype=np.int64)
     use_x = x if AF_MAX_P_COHERENCE is not None else None
@@ -449,14 +520,20 @@ def af_episodes(
         return []
     def votes(scale_irr: float, max_p: float) -> np.ndarray:
         with np.errstate(invalid="ignore"):
+            coherent = coh > AF_MAX_P_COHERENCE if use_x is not None else None
             if p_peaks is not None:
-                v = (irr > AF_IRREGULARITY * scale_irr) & ~(pf > max_p)
+                p_seen = pf > max_p
+                if coherent is not None:
+                    p_seen = (p_seen & coherent if AF_P_EVIDENCE == "both"
+                              else p_seen | coherent)
+                v = (irr > AF_IRREGULARITY * scale_irr) & ~p_seen
             else:
                 v = irr > AF_IRREGULARITY_NO_P * scale_irr
+                # With no delineation to confirm it, the coherence vetoes only when
+                # either kind of evidence may (as before the coherence was used).
+                if coherent is not None and AF_P_EVIDENCE == "either":
+                    v &= ~coherent
         v &= np.isfinite(irr)
-        if use_x is not None:
-            with np.errstate(invalid="ignore"):
-                v &= ~(coh > AF_MAX_P_COHERENCE)
         if exclude is not None:
             v &= ~np.asarray(exclude, dtype=bool)
         return _rolling(v.astype(np.float64), AF_SMOOTH_BEATS, "mean") > 0.5
@@ -471,9 +548,55 @@ def af_episodes(
         smooth = np.zeros_like(hold)
         for a, b in _runs(hold):
             smooth[a : b + 1] = strong[a : b + 1].any()
-    spans = [_beat_span(r, a, b, n_samples) for a, b in _runs(smooth)]
+    runs = _runs(smooth)
+    if AF_REFINE_EDGES:
+        runs = _refine_edges(runs, f["beat_evidence"], AF_WINDOW_BEATS // 2)
+    spans = [_beat_span(r, a, b, n_samples) for a, b in runs]
     spans = _merge(spans, AF_MERGE_GAP_S * fs)
     return [(s, e) for s, e in spans if e - s >= AF_MIN_DURATION_S * fs]
+
+
+def _refine_edges(
+    runs: list[tuple[int, int]], evidence: np.ndarray, half: int
+) -> list[tuple[int, int]]:
+    """Move each run's first and last beat to the least-squares split of ``evidence``
+    (per beat, NaN: no say) within ``half`` beats, AF-like on the run's side."""
+    v = np.asarray(evidence, dtype=np.float64)
+    ok = np.isfinite(v)
+    c_n = np.concatenate([[0.0], np.cumsum(ok)])
+    c_s = np.concatenate([[0.0], np.cumsum(np.where(ok, v, 0.0))])
+    c_q = np.concatenate([[0.0], np.cumsum(np.where(ok, v * v, 0.0))])
+
+    def split(lo: int, hi: int, rising: bool) -> int | None:
+        """Best k in (lo, hi): segments [lo, k) and [k, hi), the second the more
+        AF-like when ``rising``."""
+        k = np.arange(lo + 1, hi)
+        if k.size == 0:
+            return None
+        n1, n2 = c_n[k] - c_n[lo], c_n[hi] - c_n[k]
+        s1, s2 = c_s[k] - c_s[lo], c_s[hi] - c_s[k]
+        q1, q2 = c_q[k] - c_q[lo], c_q[hi] - c_q[k]
+        with np.errstate(invalid="ignore", divide="ignore"):
+            m1, m2 = s1 / n1, s2 / n2
+            sse = (q1 - s1 * m1) + (q2 - s2 * m2)
+        valid = (n1 >= 3) & (n2 >= 3) & ((m2 > m1) if rising else (m1 > m2))
+        if not valid.any():
+            return None
+        return int(k[valid][np.argmin(sse[valid])])
+
+    out: list[tuple[int, int]] = []
+    for i, (a, b) in enumerate(runs):
+        prev_end = out[-1][1] if out else -1
+        next_start = runs[i + 1][0] if i + 1 < len(runs) else v.size
+        lo, hi = max(prev_end + 1, a - half), min(b + 1, a + half + 1)
+        k = split(lo, hi, rising=True)
+        a2 = a if k is None else k
+        lo, hi = max(a2, b - half), min(next_start, b + half + 1)
+        k = split(lo, hi, rising=False)
+        b2 = b if k is None else k - 1
+        if b2 > a2:
+            out.append((a2, b2))
+    return out
 
 
 # --- Atrial flutter ------------------------------------------------------------------
@@ -559,7 +682,7 @@ def split_flutter(
     A block is flutter when the running median (:data:`AFL_SMOOTH_BLOCKS`) of its
     organisation reaches :data:`AFL_MIN_ORGANISATION` and its dominant frequency lies in
     :data:`AFL_RATE_HZ`. Within each episode, stretches shorter than
-    :data:`AF_MIN_DURATION_S` join their longer neighbour.
+    :data:`AFL_MIN_PIECE_S` join their longer neighbour.
 
     Returns
     -------
@@ -600,7 +723,7 @@ def split_flutter(
         # Short pieces take the label of their longer neighbour, shortest first.
         while len(pieces) > 1:
             j = min(range(len(pieces)), key=lambda i: pieces[i][2] - pieces[i][1])
-            if pieces[j][2] - pieces[j][1] >= AF_MIN_DURATION_S * fs:
+            if pieces[j][2] - pieces[j][1] >= AFL_MIN_PIECE_S * fs:
                 break
             nb = [i for i in (j - 1, j + 1) if 0 <= i < len(pieces)]
             k = max(nb, key=lambda i: pieces[i][2] - pieces[i][1])
@@ -912,6 +1035,11 @@ def ecg_rhythm(
         found += [("B", s, e) for s, e in big]
         found += [("T", s, e) for s, e in tri if not _overlaps(s, e, big)]
         busy += vt + svta + big + tri
+        if AF_YIELD_TO_VENTRICULAR:
+            ventricular = vt + ivr + big + tri
+            found = [(lab, s, e) for lab, s, e in found if lab not in ("AFIB", "AFL")]
+            found += [("AFIB", s, e) for s, e in _subtract(af_only, ventricular)]
+            found += [("AFL", s, e) for s, e in _subtract(afl, ventricular)]
 
     if r.size >= SINUS_WINDOW_BEATS:
         allowed = ~_in_any(r, busy)
