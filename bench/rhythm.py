@@ -291,12 +291,35 @@ AF_OPTIONS = {
     "refine episode edges (least-squares split of the per-beat evidence)":
         {"AF_REFINE_EDGES": True},
     "S beats without a delineated P wave stay in the RR series": {"AF_S_NEEDS_P": True},
+    "S beats stay in the RR series where they are over 1/3 of the window's beats":
+        {"AF_S_MAX_SHARE": 1 / 3},
+    "S beats stay in the RR series where they are over 1/5 of the window's beats":
+        {"AF_S_MAX_SHARE": 0.2},
+    "second opinion with S beats kept in, where P fraction and coherence are both low":
+        {"AF_S_SECOND_OPINION": "vote"},
+    "second opinion, irregularity the smallest of lags 1-3":
+        {"AF_S_SECOND_OPINION": "vote", "AF_SECOND_LAGS": (1, 2, 3)},
+    "second opinion, irregularity above 0.12 (the threshold without P waves)":
+        {"AF_S_SECOND_OPINION": "vote", "AF_SECOND_IRREGULARITY": 0.12},
+    "second opinion only extends episodes found without it":
+        {"AF_S_SECOND_OPINION": "hold"},
+    "an S beat is ectopic only when a full cycle (local median RR) follows it":
+        {"AF_S_NEEDS_PAUSE": 1.0},
+    "beats with a compensatory pause are ectopic whatever their class":
+        {"AF_RR_ECTOPIC_WITH_CLASSES": True},
+    "P fraction and coherence over the S beats too (still out of the RR series)":
+        {"AF_P_EVIDENCE_WITH_S": True},
+    "flutter search subtracts the QRS-T of S beats instead of blanking them":
+        {"AFL_BLANK_S": False},
 }
 """Other AF options, each tried alone on top of the DS1 choice (kept only if DS1 says so)."""
 AF_OPTION_DEFAULTS = {
     "AF_P_EVIDENCE": "both", "AF_COHERENCE_WINDOW": 31, "AF_SKIP_AFTER_ECTOPIC": 0,
     "AF_HOLD_IRREGULARITY": 1.0, "AF_MIN_DURATION_S": 30.0, "AF_MERGE_GAP_S": 10.0,
-    "AF_REFINE_EDGES": False, "AF_S_NEEDS_P": False,
+    "AF_REFINE_EDGES": False, "AF_S_NEEDS_P": False, "AF_S_MAX_SHARE": None,
+    "AF_S_SECOND_OPINION": None, "AF_SECOND_LAGS": (1,), "AF_SECOND_IRREGULARITY": None,
+    "AF_S_NEEDS_PAUSE": None, "AF_RR_ECTOPIC_WITH_CLASSES": False,
+    "AF_P_EVIDENCE_WITH_S": False, "AFL_BLANK_S": True,
 }
 """The module's value of each option key unless an option is kept (the P fraction hold
 and the coherence threshold default to their DS1 choices)."""
@@ -353,7 +376,19 @@ def _noise_masks(data: dict[str, dict], inputs: dict) -> dict:
             for r in inputs}
 
 
-def tune_af(data: dict[str, dict]) -> dict:
+AF_MIN_ALL_PPV = 90.0
+"""Issue 6's AFIB duration +P target (setting cnn, all 48 records): an option that
+raises DS1 but takes the served pipeline under it is not kept (a veto only: the 48
+records never choose a setting)."""
+
+
+def _af_cnn_score(data: dict[str, dict], records: list[str], cnn) -> dict:
+    """AFIB duration Se / +P in setting cnn through the whole of ecg_rhythm (ventricular
+    rhythms cut out of AF, flutter split off), as ecg analyze serves it."""
+    return aggregate([run_record(data[r], "cnn", cnn)["AFIB"] for r in records])
+
+
+def tune_af(data: dict[str, dict], cnn=None) -> dict:
     """DS1 grid over the AF thresholds (setting ref_classes).
 
     Rule: the highest harmonic mean of DS1 duration Se and +P; among the settings within
@@ -361,10 +396,13 @@ def tune_af(data: dict[str, dict]) -> dict:
     the module's value if a tied setting has it (what DS1 cannot tell apart stays as
     it was), else the best tied setting's; then with those, the middle irregularity
     threshold of the plateau (the one furthest from where DS1 falls off). Then each of
-    :data:`AF_OPTIONS` is tried alone on top of it and kept when it raises the DS1
-    harmonic mean by more than :data:`AF_TIE_POINTS`. The chosen setting, the best one
-    with the PR-consistency filter and every option are also scored on all 48 records,
-    for information only (not used for the choice).
+    :data:`AF_OPTIONS` is tried alone on top of it, in setting ref_classes and (given
+    the classifier) in setting cnn through the whole of ecg_rhythm, and kept when it
+    raises the DS1 harmonic mean by more than :data:`AF_TIE_POINTS` in one setting
+    without lowering it by more than that in the other, unless it takes the all-48 AFIB
+    +P in setting cnn under :data:`AF_MIN_ALL_PPV` (a veto only). The chosen setting,
+    the best one with the PR-consistency filter and every option are also scored on
+    all 48 records, for information only (not used for the choice, but for that veto).
     """
     from ecgcore import rhythm
 
@@ -428,17 +466,38 @@ def tune_af(data: dict[str, dict]) -> dict:
     chosen_coherence = (sorted(tied_c)[(len(tied_c) - 1) // 2] if tied_c else None)
     base["AF_MAX_P_COHERENCE"] = chosen_coherence
     options = []
+
+    def scores(a_ds1: dict, a_all: dict) -> dict:
+        return {"ds1": [a_ds1["duration_se"], a_ds1["duration_ppv"],
+                        round(_hmean(a_ds1["duration_se"], a_ds1["duration_ppv"]), 2)],
+                "all48": [a_all["duration_se"], a_all["duration_ppv"]]}
+
+    def cnn_scores() -> dict | None:
+        if cnn is None:
+            return None
+        runs = {r: run_record(data[r], "cnn", cnn)["AFIB"] for r in records}
+        return scores(aggregate([runs[r] for r in DS1]),
+                      aggregate([runs[r] for r in records]))
+
     with _Patched(**base):
         base_all = _af_score(data, records, inputs, noise)
+        base_ref = scores(_af_score(data, DS1, inputs, noise), base_all)
+        base_cnn = cnn_scores()
         for label, values in AF_OPTIONS.items():
             with _Patched(**values):
-                ds1 = _af_score(data, DS1, inputs, noise)
-                all48 = _af_score(data, records, inputs, noise)
-            score = round(_hmean(ds1["duration_se"], ds1["duration_ppv"]), 2)
-            options.append({"option": label, "values": values,
-                            "ds1": [ds1["duration_se"], ds1["duration_ppv"], score],
-                            "all48": [all48["duration_se"], all48["duration_ppv"]],
-                            "kept": score > chosen["score"] + AF_TIE_POINTS})
+                ref = scores(_af_score(data, DS1, inputs, noise),
+                             _af_score(data, records, inputs, noise))
+                on_cnn = cnn_scores()
+            gain_ref = ref["ds1"][2] - base_ref["ds1"][2]
+            if on_cnn is None:
+                kept = gain_ref > AF_TIE_POINTS
+            else:
+                gain_cnn = on_cnn["ds1"][2] - base_cnn["ds1"][2]
+                kept = ((max(gain_ref, gain_cnn) > AF_TIE_POINTS
+                         and min(gain_ref, gain_cnn) >= -AF_TIE_POINTS)
+                        and (on_cnn["all48"][1] or 0) >= AF_MIN_ALL_PPV)
+            options.append({"option": label, "values": values, **ref, "cnn": on_cnn,
+                            "kept": kept})
     all48 = {"chosen": row(tuple(chosen[k] for k in keys), base_all)}
     alt_values = tuple(alternative[k] for k in keys)
     with _Patched(**dict(zip(names, alt_values, strict=True))):
@@ -451,6 +510,7 @@ def tune_af(data: dict[str, dict]) -> dict:
     kept = {k: v for o in options if o["kept"] for k, v in o["values"].items()}
     expected_extras = {k: kept.get(k, defaults[k]) for k in extras}
     return {"grid": grid, "chosen": chosen, "options": options, "kept_options": kept,
+            "options_base": {"ref_classes": base_ref, "cnn": base_cnn},
             "coherence_grid": coherence_grid, "chosen_coherence": chosen_coherence,
             "module_coherence": saved_coh,
             "coherence_equal_error_ds1": coherence_equal_error(data, inputs),
@@ -711,7 +771,8 @@ def main() -> int:
     # The AF thresholds are chosen on DS1 first and used for every table.
     from ecgcore import rhythm
 
-    tuning = tune_af(data)
+    cnn, cnn_error = _load_cnn()
+    tuning = tune_af(data, cnn)
     for k, key in (("AF_IRREGULARITY", "irregularity"), ("AF_MAX_P_FRACTION", "max_p_fraction"),
                    ("AF_PR_TOLERANCE_S", "pr_tolerance_s"),
                    ("ECTOPIC_CLASSES", "ectopic_classes")):
@@ -722,7 +783,6 @@ def main() -> int:
     afl_tuning = tune_afl(data)
     if afl_tuning["chosen"] is not None:
         rhythm.AFL_MIN_ORGANISATION = afl_tuning["chosen"]["threshold"]
-    cnn, cnn_error = _load_cnn()
     vt_tuning = tune_vt(data, cnn)
     for k, v in vt_tuning["chosen"].items():
         setattr(rhythm, k, v)
@@ -896,13 +956,27 @@ def main() -> int:
               "). PR tolerance: a P wave counts only if its PR interval is within that many "
               "seconds of the local median PR (None: every P wave the delineator reports). "
               "Ectopic classes: beats left out of the RR series.",
-              "", "Other options, each alone on top of the choice (kept when the DS1 harmonic "
-              f"mean rises by more than {AF_TIE_POINTS}); all 48 records for information only:",
-              "", "| option | DS1 Se | DS1 +P | DS1 harmonic mean | all Se | all +P | kept |",
-              "|---|---|---|---|---|---|---|"]
+              "", "Other options, each alone on top of the choice, in setting `ref_classes` "
+              "(AF episodes alone) and `cnn` (the whole of ecg_rhythm, as ecg analyze serves "
+              f"it): kept when the DS1 harmonic mean rises by more than {AF_TIE_POINTS} in "
+              "one setting without falling by more than that in the other, unless the all-48 "
+              f"AFIB +P in setting `cnn` falls under {AF_MIN_ALL_PPV:.0f} % (issue 6's target; "
+              "a veto only). Otherwise all 48 records are for information only. Cells: "
+              "duration Se / +P (DS1 also the harmonic mean).", "",
+              "| option | ref_classes DS1 | ref_classes all | cnn DS1 | cnn all | kept |",
+              "|---|---|---|---|---|---|"]
+
+    def cells(sc: dict | None) -> str:
+        if sc is None:
+            return "- | -"
+        return (f"{_fmt(sc['ds1'][0])} / {_fmt(sc['ds1'][1])} / {sc['ds1'][2]:.2f} | "
+                f"{_fmt(sc['all48'][0])} / {_fmt(sc['all48'][1])}")
+
+    ob = tuning["options_base"]
+    lines.append(f"| (the choice, no option) | {cells(ob['ref_classes'])} | "
+                 f"{cells(ob['cnn'])} | - |")
     for o in tuning["options"]:
-        lines.append(f"| {o['option']} | {_fmt(o['ds1'][0])} | {_fmt(o['ds1'][1])} | "
-                     f"{o['ds1'][2]:.2f} | {_fmt(o['all48'][0])} | {_fmt(o['all48'][1])} | "
+        lines.append(f"| {o['option']} | {cells(o)} | {cells(o['cnn'])} | "
                      f"{'yes' if o['kept'] else 'no'} |")
     ee = tuning["coherence_equal_error_ds1"]
     coh_match = tuning["chosen_coherence"] == tuning["module_coherence"]

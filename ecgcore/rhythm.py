@@ -88,6 +88,43 @@ PR. Off: on DS1 it ties with the plain P count (bench/results/rhythm.md)."""
 AF_S_NEEDS_P = False
 """With P waves given, an S beat is left out of the RR series only when the delineator
 found a P wave before it."""
+AF_S_MAX_SHARE: float | None = None
+"""An S beat is left out of the RR series only where S beats are at most this share of
+the beats of its window (None: always). Premature atrial beats are isolated events
+among sinus beats; where a large share of the beats is called S, "S" is the irregular
+rhythm itself (a classifier calling the short cycles of AF premature), not ectopy.
+Off: it lowers the DS1 AF +P with the CNN's classes and takes runs of premature
+atrial beats (232) for AF (bench/results/rhythm.md)."""
+AF_S_SECOND_OPINION: str | None = None
+"""A second AF vote from the RR series with the S beats kept in (with classes and P
+waves given), accepted only where atrial activity is clearly absent: few delineated P
+waves (at most :data:`AF_MAX_P_FRACTION`) *and* no activity locked to the QRS
+(coherence at most :data:`AF_MAX_P_COHERENCE`), so that sinus rhythm with frequent
+premature atrial beats (which bring P waves) is not taken for AF. It recovers AF whose
+short cycles the classifier calls S. ``"vote"``: it votes like the first; ``"hold"``:
+it only extends an AF episode the first vote found on its own (at least
+:data:`AF_MIN_DURATION_S`); None: off. Off: on DS1 it helps with the CNN's classes,
+but over all 48 records it lowers the AF +P below 90 % (bench/results/rhythm.md)."""
+AF_SECOND_LAGS: tuple[int, ...] = (1,)
+"""Lags of the second opinion's irregularity, the smallest kept (1-3 discounts regular
+patterns such as atrial bigeminy, which the S beats bring back into the series)."""
+AF_SECOND_IRREGULARITY: float | None = None
+"""The second opinion's irregularity threshold (None: :data:`AF_IRREGULARITY`)."""
+AF_S_NEEDS_PAUSE: float | None = None
+"""When set, an S beat is left out of the RR series only when the interval after it is
+at least this fraction of the local median RR: a premature atrial beat resets the sinus
+node, so about one sinus cycle follows it, while a short cycle of AF is followed by an
+interval of any length. Off: it lowers the DS1 AF +P with the CNN's classes."""
+AF_RR_ECTOPIC_WITH_CLASSES = False
+AF_P_EVIDENCE_WITH_S = False
+"""The P-wave evidence (P fraction and coherence) also takes the S beats, which stay
+out of the RR series: with the short cycles of AF called S, what is left for the
+evidence is the beats after long cycles, where the delineator more often takes a
+fibrillatory wave for a P wave. Off: it helps on DS1 with the CNN's classes, but
+over all 48 records it lowers the AF +P below 90 % (bench/results/rhythm.md)."""
+"""With classes, also leave out the beats whose RR pattern is ectopic (premature, then a
+compensatory pause; :func:`_rr_ectopic`), whatever their class: ventricular ectopics
+the classifier calls N would make sinus rhythm look irregular. Off: no DS1 gain."""
 AF_CLASSES_LAG1 = True
 """With beat classes, measure irregularity at lag 1 only (the ectopic beats are out)."""
 AF_SKIP_AFTER_ECTOPIC = 0
@@ -128,6 +165,11 @@ AFL_MIN_ORGANISATION = 0.35
 its first harmonic) for flutter."""
 AFL_SMOOTH_BLOCKS = 3
 """Running median over this many blocks of the organisation."""
+AFL_BLANK_S = True
+"""Blank the S beats too (not only V, F, Q) when the average QRS-T complex is subtracted
+for the flutter search. S beats are conducted the normal way, so their QRS-T matches
+the template; off, they are subtracted like the N beats. On: DS1 cannot tell (no
+flutter is found there either way)."""
 AFL_MIN_PIECE_S = 15.0
 """Within an AF episode, fibrillation or flutter stretches shorter than this join their
 longer neighbour (the 30 s minimum is for the episode as a whole; flutter comes in short
@@ -347,6 +389,8 @@ def af_features(
     exclude: np.ndarray | None = None,
     window: int = AF_WINDOW_BEATS,
     x: np.ndarray | None = None,
+    ectopic_classes: tuple[str, ...] | None = None,
+    lags: tuple[int, ...] | None = None,
 ) -> dict[str, np.ndarray]:
     """Per-beat AF features over a centred window of beats.
 
@@ -366,6 +410,11 @@ def af_features(
         Window length in beats.
     x : np.ndarray or None
         The conditioned lead, for ``p_coherence``.
+    ectopic_classes : tuple of str or None
+        Classes left out of the RR series (None: :data:`ECTOPIC_CLASSES`).
+    lags : tuple of int or None
+        Lags at which the irregularity is measured, the smallest kept (None: 1 with
+        classes and :data:`AF_CLASSES_LAG1`, else 1-3).
 
     Returns
     -------
@@ -391,7 +440,24 @@ def af_features(
     rr = np.diff(r) / fs
     if beat_classes is not None:
         cls = np.asarray(beat_classes).astype(str)
-        ectopic = np.isin(cls, ECTOPIC_CLASSES)
+        left_out = ECTOPIC_CLASSES if ectopic_classes is None else ectopic_classes
+        ectopic = np.isin(cls, left_out)
+        if AF_S_MAX_SHARE is not None and "S" in left_out:
+            is_s = cls == "S"
+            share = _rolling(is_s.astype(np.float64), window, "mean")
+            ectopic &= ~(is_s & (share > AF_S_MAX_SHARE))
+        if AF_S_NEEDS_PAUSE is not None and "S" in left_out and rr.size >= 3:
+            # A premature atrial beat resets the sinus node: the interval after it is
+            # about one sinus cycle or longer. An "S" beat followed by a short interval
+            # is a short cycle of an irregular rhythm, not ectopy.
+            local = _rolling(rr, window, "median")
+            post = np.concatenate([rr, [np.nan]])
+            loc = np.concatenate([local, [np.nan]])
+            with np.errstate(invalid="ignore"):
+                short_after = post < AF_S_NEEDS_PAUSE * loc
+            ectopic &= ~((cls == "S") & short_after)
+        if AF_RR_ECTOPIC_WITH_CLASSES:
+            ectopic |= _rr_ectopic(rr)
         if AF_S_NEEDS_P and p_peaks is not None:
             # A premature atrial beat has a (premature) P wave; an "S" beat without one
             # is more likely an early conducted beat of AF, and stays in the RR series.
@@ -402,6 +468,9 @@ def af_features(
     bad = ectopic.copy()
     if exclude is not None:
         bad |= np.asarray(exclude, dtype=bool)
+    bad_p = bad
+    if AF_P_EVIDENCE_WITH_S and beat_classes is not None:
+        bad_p = bad & ~(np.asarray(beat_classes).astype(str) == "S")
     # An interval is usable when neither of its beats is ectopic or excluded, and it is
     # not a pause or a missed-beat gap.
     rr_ok = ~bad[:-1] & ~bad[1:] & (rr < PAUSE_S) & (rr > 0.2)
@@ -420,7 +489,8 @@ def af_features(
         med_rr = _rolling(packed, window, "median")
         best = np.full(packed.size, np.inf)
         # Without classes, regular ectopic patterns are discounted by the smallest lag.
-        lags = (1,) if (beat_classes is not None and AF_CLASSES_LAG1) else (1, 2, 3)
+        if lags is None:
+            lags = (1,) if (beat_classes is not None and AF_CLASSES_LAG1) else (1, 2, 3)
         for k in lags:
             d = np.full(packed.size, np.nan)
             if packed.size > k:
@@ -451,12 +521,12 @@ def af_features(
         with np.errstate(invalid="ignore"):
             out["beat_evidence"] = np.where(has_p, 0.0, out["beat_evidence"])
         has_p = has_p.astype(np.float64)
-        good = np.flatnonzero(~bad)
+        good = np.flatnonzero(~bad_p)
         if good.size:
             packed_p = _rolling(has_p[good], window, "mean")
             out["p_fraction"] = packed_p[_nearest(good, nb)]
     if x is not None:
-        out["p_coherence"] = p_coherence(x, r.astype(np.int64), fs, bad,
+        out["p_coherence"] = p_coherence(x, r.astype(np.int64), fs, bad_p,
                                          AF_COHERENCE_WINDOW)
     return out
 
@@ -509,7 +579,9 @@ def af_episodes(
     :data:`AF_P_EVIDENCE`); without ``x`` the delineator alone decides; without
     ``p_peaks`` the RR alone (the coherence too with ``"either"``). Votes are smoothed
     over :data:`AF_SMOOTH_BEATS` beats; episodes closer than :data:`AF_MERGE_GAP_S` are
-    joined and those shorter than :data:`AF_MIN_DURATION_S` dropped.
+    joined and those shorter than :data:`AF_MIN_DURATION_S` dropped. With
+    :data:`AF_S_SECOND_OPINION`, a second vote with the S beats kept in the RR series
+    joins in where there is clearly no atrial activity.
     """
     r = np.asarray(rpeaks, dtype=np.int64)
     use_x = x if AF_MAX_P_COHERENCE is not None else None
@@ -518,7 +590,24 @@ def af_episodes(
     irr, pf, coh = f["irregularity"], f["p_fraction"], f["p_coherence"]
     if r.size < 4:
         return []
-    def votes(scale_irr: float, max_p: float) -> np.ndarray:
+    second = None
+    if (AF_S_SECOND_OPINION is not None and beat_classes is not None and p_peaks is not None
+            and use_x is not None and "S" in ECTOPIC_CLASSES):
+        # The RR series with the S beats kept in: AF whose short cycles the classifier
+        # calls premature looks irregular again. Only where both kinds of P-wave
+        # evidence say there is no atrial activity (premature atrial beats come with
+        # P waves, so frequent ones do not pass).
+        g = af_features(r, fs, beat_classes=beat_classes, p_peaks=p_peaks,
+                        exclude=exclude, x=use_x,
+                        ectopic_classes=tuple(c for c in ECTOPIC_CLASSES if c != "S"),
+                        lags=AF_SECOND_LAGS)
+        thr2 = AF_IRREGULARITY if AF_SECOND_IRREGULARITY is None else AF_SECOND_IRREGULARITY
+        with np.errstate(invalid="ignore"):
+            second = ((g["irregularity"] > thr2)
+                      & (g["p_fraction"] <= AF_MAX_P_FRACTION)
+                      & (g["p_coherence"] <= AF_MAX_P_COHERENCE))
+
+    def votes(scale_irr: float, max_p: float, use_second: bool = True) -> np.ndarray:
         with np.errstate(invalid="ignore"):
             coherent = coh > AF_MAX_P_COHERENCE if use_x is not None else None
             if p_peaks is not None:
@@ -534,11 +623,27 @@ def af_episodes(
                 if coherent is not None and AF_P_EVIDENCE == "either":
                     v &= ~coherent
         v &= np.isfinite(irr)
+        if second is not None and use_second:
+            v |= second
         if exclude is not None:
             v &= ~np.asarray(exclude, dtype=bool)
         return _rolling(v.astype(np.float64), AF_SMOOTH_BEATS, "mean") > 0.5
 
-    smooth = votes(1.0, AF_MAX_P_FRACTION)
+    hold_second = second is not None and AF_S_SECOND_OPINION == "hold"
+    smooth = votes(1.0, AF_MAX_P_FRACTION, use_second=not hold_second)
+    if hold_second:
+        # The second opinion only extends an episode the first one found on its own
+        # (an AF episode's full length, once close episodes are joined).
+        seeds = np.zeros_like(smooth)
+        spans0 = _merge([_beat_span(r, a, b, n_samples) for a, b in _runs(smooth)],
+                        AF_MERGE_GAP_S * fs)
+        for s0, e0 in spans0:
+            if e0 - s0 >= AF_MIN_DURATION_S * fs:
+                seeds |= (r >= s0) & (r < e0)
+        hold = votes(1.0, AF_MAX_P_FRACTION) | smooth
+        smooth = np.zeros_like(hold)
+        for a, b in _runs(hold):
+            smooth[a : b + 1] = seeds[a : b + 1].any()
     if AF_HOLD_IRREGULARITY < 1.0 or AF_HOLD_P_FRACTION > AF_MAX_P_FRACTION:
         # Hysteresis: an episode starts on the full evidence and lasts while the weaker
         # evidence holds (a stretch of AF with a steadier ventricular response, or
@@ -1010,7 +1115,9 @@ def ecg_rhythm(
     af = af_episodes(r, fs, n, beat_classes=classes, p_peaks=p_peaks, exclude=in_noise, x=x)
     afl: list[tuple[int, int]] = []
     if af and AFL_DETECT:
-        ectopic = (np.isin(classes, ECTOPIC_CLASSES) if classes is not None
+        blanked = (ECTOPIC_CLASSES if AFL_BLANK_S
+                   else tuple(c for c in ECTOPIC_CLASSES if c != "S"))
+        ectopic = (np.isin(classes, blanked) if classes is not None
                    else _rr_ectopic(np.diff(r) / fs))
         organisation = atrial_organisation(x, r, fs, ectopic)
         af_only, afl = split_flutter(af, organisation, fs)
