@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import json
 import logging
 import re
 import threading
@@ -29,24 +28,6 @@ DCC_BUNDLE_TAG = re.compile(
     r'<script src="([^"]*/dash/dcc/)dash_core_components(\.v[^"/]*)?\.js"></script>')
 GRAPH_CHUNK = "async-graph"
 """dcc's lazily loaded chunk of ``dcc.Graph``: every record view needs it at once."""
-PREFETCHED = ("_dash-layout", "_dash-dependencies")
-PREFETCH_SCRIPT = """<script>(function () {
-  var native = window.fetch, early = {}, prefix = %(prefix)s;
-  %(endpoints)s.forEach(function (endpoint) {
-    early[prefix + endpoint] = native(prefix + endpoint, {
-      credentials: "same-origin",
-      headers: {Accept: "application/json", "Content-Type": "application/json"}});
-  });
-  window.fetch = function (url, options) {
-    var method = ((options && options.method) || "GET").toUpperCase();
-    var found = typeof url === "string" && method === "GET" && early[url];
-    if (!found) return native.apply(this, arguments);
-    delete early[url];
-    var args = arguments, self = this;
-    return found.catch(function () { return native.apply(self, args); });
-  };
-})();</script>"""
-"""Asks for the layout and the callback list while the scripts load (see :class:`EcgDash`)."""
 
 NAV_LINKS = (
     ("Records", "/records"),
@@ -188,12 +169,6 @@ class EcgDash(dash.Dash):
     is after the layout has arrived: one more round trip, in series, before any figure is
     drawn. Its tag is put after dcc's bundle instead, so it comes with the other scripts
     and registers itself with dcc's chunk loader (which then does not fetch it again).
-
-    Dash's renderer asks for the page's layout and the callback list only once all the
-    scripts have run (a few hundred milliseconds on a cold browser), and the layout of a
-    record view takes the server a while to build. A small first script asks for both at
-    once and hands each answer to the renderer's own request for it (each once, GET only;
-    if the early request failed, the renderer's goes out as usual). The two waits overlap.
     """
 
     def interpolate_index(self, **kwargs) -> str:
@@ -203,11 +178,6 @@ class EcgDash(dash.Dash):
             url = self.get_asset_url(f"{VENDOR_DIR}/{REGENERATOR}")
             tag = f'<script src="{url}?m={int(path.stat().st_mtime)}"></script>'
             scripts = POLYFILL_TAG.sub(lambda _: tag, scripts, count=1)
-        prefix = self.config.requests_pathname_prefix
-        prefetch = PREFETCH_SCRIPT % {"prefix": json.dumps(prefix),
-                                      "endpoints": json.dumps(list(PREFETCHED))}
-        # First in the head: a script after a stylesheet waits for it to load.
-        kwargs["metas"] = kwargs.get("metas", "") + prefetch
         kwargs["scripts"] = DCC_BUNDLE_TAG.sub(
             # With the bundle's version in the name, as Dash serves it (cacheable).
             lambda m: (f'{m.group(0)}<script src="{m.group(1)}{GRAPH_CHUNK}'
