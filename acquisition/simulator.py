@@ -53,6 +53,11 @@ SIM_DEVICE = "AD8232-Sim"
 SIM_FIRMWARE = "1.0.0"
 CHUNK_S = 0.01
 """The writer wakes every 10 ms and sends every line that has come due."""
+BOOT_S = 0.3
+"""Time from a reader opening the port to the board's first line, as a board that resets
+when its port opens (an Uno's bootloader takes longer still). Lines sent at once could be
+thrown away: a reader flushes its input just after opening the port (pyserial does), and
+on a busy machine that flush can come after the first lines, header included."""
 
 
 class SimulatorError(EcgError):
@@ -321,6 +326,12 @@ def _serve(master, plan, fs, speed, summary, stop_event, reader_timeout_s, say) 
 
 def _session(master, plan, fs, rate, position, summary, stop_event) -> int:
     n = len(plan.counts)
+    booted = time.monotonic() + BOOT_S
+    while time.monotonic() < booted:
+        if stop_event is not None and stop_event.is_set():
+            summary.ended = "stopped"
+            return position
+        time.sleep(CHUNK_S)
     base = position
     pending = bytearray(format_header(SIM_DEVICE, SIM_FIRMWARE, fs, seq=0))
     start = time.monotonic()
