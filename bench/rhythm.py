@@ -303,6 +303,9 @@ AF_OPTIONS = {
         {"AF_S_SECOND_OPINION": "vote", "AF_SECOND_IRREGULARITY": 0.12},
     "second opinion only extends episodes found without it":
         {"AF_S_SECOND_OPINION": "hold"},
+    "second opinion vetoed where over 60 % of the RR intervals are within 30 ms of the "
+    "2 most populated RR values (organised RR: flutter with variable block, nodal)":
+        {"AF_S_SECOND_OPINION": "vote", "AF_SECOND_MAX_CLUSTERED": 0.6},
     "an S beat is ectopic only when a full cycle (local median RR) follows it":
         {"AF_S_NEEDS_PAUSE": 1.0},
     "beats with a compensatory pause are ectopic whatever their class":
@@ -318,7 +321,7 @@ AF_OPTION_DEFAULTS = {
     "AF_HOLD_IRREGULARITY": 1.0, "AF_MIN_DURATION_S": 30.0, "AF_MERGE_GAP_S": 10.0,
     "AF_REFINE_EDGES": False, "AF_S_NEEDS_P": False, "AF_S_MAX_SHARE": None,
     "AF_S_SECOND_OPINION": None, "AF_SECOND_LAGS": (1,), "AF_SECOND_IRREGULARITY": None,
-    "AF_S_NEEDS_PAUSE": None, "AF_RR_ECTOPIC_WITH_CLASSES": False,
+    "AF_SECOND_MAX_CLUSTERED": None, "AF_S_NEEDS_PAUSE": None, "AF_RR_ECTOPIC_WITH_CLASSES": False,
     "AF_P_EVIDENCE_WITH_S": False, "AFL_BLANK_S": True,
 }
 """The module's value of each option key unless an option is kept (the P fraction hold

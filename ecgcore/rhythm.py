@@ -105,6 +105,21 @@ short cycles the classifier calls S. ``"vote"``: it votes like the first; ``"hol
 it only extends an AF episode the first vote found on its own (at least
 :data:`AF_MIN_DURATION_S`); None: off. Off: on DS1 it helps with the CNN's classes,
 but over all 48 records it lowers the AF +P below 90 % (bench/results/rhythm.md)."""
+AF_SECOND_MAX_CLUSTERED: float | None = None
+"""Veto of the second opinion where the RR intervals (S beats kept in) are organised
+rather than random: the share of the window's intervals within
+:data:`AF_CLUSTER_TOLERANCE_S` of its :data:`AF_CLUSTER_COUNT` most populated RR values
+(:func:`rr_clustered_share`). Atrial flutter with variable block conducts at a few
+multiples of the flutter cycle, nodal or sinus rhythm with ectopics gives one or two
+RR values; AF gives a broad unimodal spread. Above this share the second opinion does
+not vote (the first is untouched). None: no veto. Off: at 0.6 it changes next to
+nothing (all 48 records, CNN classes: AF +P 87.1 % as without it); in 222 the
+detected RR intervals of the flutter, nodal and sinus stretches the second opinion
+takes for AF are no more clustered than real AF (bench/results/rhythm.md)."""
+AF_CLUSTER_TOLERANCE_S = 0.03
+"""Half-width of an RR cluster (s)."""
+AF_CLUSTER_COUNT = 2
+"""RR clusters counted by :func:`rr_clustered_share`."""
 AF_SECOND_LAGS: tuple[int, ...] = (1,)
 """Lags of the second opinion's irregularity, the smallest kept (1-3 discounts regular
 patterns such as atrial bigeminy, which the S beats bring back into the series)."""
@@ -560,6 +575,58 @@ def p_coherence(
     return coherence[_nearest(idx, r.size)]
 
 
+def rr_clustered_share(
+    rpeaks: np.ndarray,
+    fs: float,
+    *,
+    beat_classes: np.ndarray | None = None,
+    exclude: np.ndarray | None = None,
+    window: int = AF_WINDOW_BEATS,
+    tolerance_s: float = AF_CLUSTER_TOLERANCE_S,
+    clusters: int = AF_CLUSTER_COUNT,
+) -> np.ndarray:
+    """Share of the RR intervals near the most populated RR values, per beat.
+
+    Over a centred window of ``window`` usable intervals (V, F and Q beats, unreadable
+    beats, pauses left out; S beats kept in), the most populated RR value (the interval
+    with the most others within ``tolerance_s``) takes its neighbours as a cluster,
+    which is removed, ``clusters`` times over; the result is the share of the window
+    covered. Organised rhythms (flutter with variable block at a few multiples of the
+    flutter cycle, sinus or nodal rhythm with ectopics) score high, AF's broad spread
+    of intervals low. NaN where there are too few usable intervals.
+    """
+    r = np.asarray(rpeaks, dtype=np.float64)
+    nb = r.size
+    out = np.full(nb, np.nan)
+    if nb < 4:
+        return out
+    rr = np.diff(r) / fs
+    bad = np.zeros(nb, dtype=bool)
+    if beat_classes is not None:
+        bad |= np.isin(np.asarray(beat_classes).astype(str), ("V", "F", "Q"))
+    if exclude is not None:
+        bad |= np.asarray(exclude, dtype=bool)
+    ok = ~bad[:-1] & ~bad[1:] & (rr < PAUSE_S) & (rr > 0.2)
+    keep = np.flatnonzero(ok)
+    if keep.size < window:
+        return out
+    packed = rr[keep]
+    half = window // 2
+    padded = np.pad(packed, half, mode="edge")
+    w = np.lib.stride_tricks.sliding_window_view(padded, window)
+    near = np.abs(w[:, :, None] - w[:, None, :]) <= tolerance_s
+    free = np.ones(w.shape, dtype=bool)
+    for _ in range(clusters):
+        counts = (near & free[:, None, :]).sum(axis=2)
+        counts[~free] = -1
+        centre = np.argmax(counts, axis=1)
+        members = near[np.arange(w.shape[0]), centre] & free
+        free &= ~members
+    share = 1.0 - free.mean(axis=1)
+    per_rr = share[_nearest(keep, rr.size)]
+    return np.concatenate([[per_rr[0]], per_rr])
+
+
 def af_episodes(
     rpeaks: np.ndarray,
     fs: float,
@@ -606,6 +673,13 @@ def af_episodes(
             second = ((g["irregularity"] > thr2)
                       & (g["p_fraction"] <= AF_MAX_P_FRACTION)
                       & (g["p_coherence"] <= AF_MAX_P_COHERENCE))
+        if AF_SECOND_MAX_CLUSTERED is not None:
+            # Organised RR intervals (flutter with variable block, nodal or sinus
+            # rhythm with ectopics) are not AF's random ones: no second opinion there.
+            clustered = rr_clustered_share(r, fs, beat_classes=beat_classes,
+                                           exclude=exclude)
+            with np.errstate(invalid="ignore"):
+                second &= ~(clustered > AF_SECOND_MAX_CLUSTERED)
 
     def votes(scale_irr: float, max_p: float, use_second: bool = True) -> np.ndarray:
         with np.errstate(invalid="ignore"):

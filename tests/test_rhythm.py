@@ -619,6 +619,58 @@ def test_second_opinion_hold_only_extends_episodes(monkeypatch):
     assert share("D") > 0.7
 
 
+def test_clustered_rr_vetoes_the_second_opinion(monkeypatch):
+    # No P waves anywhere. A: AF (random RR), beats ending a short interval called S.
+    # F: flutter with variable 2:1 to 4:1 block (RR 0.5, 0.75 or 1 s at random), its short
+    # cycles called S too. The second opinion (S beats back in) takes both for AF; with
+    # the clustering veto F's few RR values keep it out, A stays AF.
+    from ecgcore import rhythm
+
+    rng = np.random.default_rng(3)
+    seg = {"A": rng.uniform(0.45, 1.1, 120),
+           "F": rng.choice([0.5, 0.75, 1.0], 120) + 0.003 * rng.standard_normal(120)}
+    rr = np.concatenate(list(seg.values()))
+    rpeaks = (100 + np.cumsum(rr * FS)).astype(np.int64)
+    part = np.repeat(list(seg), 120)
+    cls = np.where(rr < np.median(rr), "S", "N")
+    n = int(rpeaks[-1] + FS)
+    x = _synthetic_ecg(rpeaks, n)
+    p = np.full(rpeaks.size, np.nan)
+    share = rhythm.rr_clustered_share(rpeaks, FS, beat_classes=cls)
+    assert np.median(share[part == "A"]) < 0.6 < np.median(share[part == "F"])
+
+    def af(label: str) -> float:
+        eps = ecg_rhythm(x, rpeaks, FS, beat_classes=cls, p_peaks=p)
+        k = np.flatnonzero(part == label)
+        span = [(int(rpeaks[k[0]]), int(rpeaks[k[-1]]))]
+        return _overlap(span, _intervals(eps, "AFIB")) / (span[0][1] - span[0][0])
+
+    monkeypatch.setattr(rhythm, "AF_S_SECOND_OPINION", "vote")
+    assert af("A") > 0.7 and af("F") > 0.7
+    monkeypatch.setattr(rhythm, "AF_SECOND_MAX_CLUSTERED", 0.6)
+    assert af("A") > 0.7 and af("F") < 0.2
+
+
+@needs_mitdb
+def test_rr_clustering_low_in_af_high_in_sinus():
+    # 201's AF (reference beats outside V/F/Q) spreads its RR intervals: few within
+    # 30 ms of the two commonest values (median 0.45 when written); 100's sinus rhythm
+    # with a few premature beats keeps nearly all of them there.
+    from ecgcore.rhythm import rr_clustered_share
+
+    out = {}
+    for name in ("201", "100"):
+        d = _record(name)
+        cls = _carried_classes(d)
+        share = rr_clustered_share(d["rpeaks"], FS, beat_classes=cls)
+        af = np.zeros(d["x"].size, dtype=bool)
+        for lab, s, e in d["rhythm"]:
+            af[s:e] |= lab == "AFIB"
+        out[name] = share[af[d["rpeaks"]]] if name == "201" else share
+    assert np.nanmedian(out["201"]) < 0.6
+    assert np.nanmedian(out["100"]) > 0.85
+
+
 def test_compensatory_pause_makes_a_beat_ectopic_whatever_its_class(monkeypatch):
     # Sinus rhythm without visible P waves and a ventricular premature beat every fourth
     # beat (premature, then a compensatory pause), all called N: irregular, so AF; with
