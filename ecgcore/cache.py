@@ -41,6 +41,26 @@ def cache_dir() -> Path:
     return root
 
 
+def code_digest(extra_files: list[Path] | tuple[Path, ...] = ()) -> str:
+    """A digest of every ecgcore source file, then of ``extra_files`` (names and bytes).
+
+    Parameters
+    ----------
+    extra_files : sequence of Path
+        Files whose content the result also depends on (model weights), in this order.
+
+    Returns
+    -------
+    str
+        16 hex digits.
+    """
+    digest = hashlib.sha256()
+    for path in [*sorted(_PACKAGE_DIR.glob("*.py")), *extra_files]:
+        digest.update(path.name.encode())
+        digest.update(path.read_bytes())
+    return digest.hexdigest()[:16]
+
+
 def software_version() -> str:
     """The package version plus a digest of every ecgcore source and model file.
 
@@ -49,14 +69,8 @@ def software_version() -> str:
     global _version
     with _version_lock:
         if _version is None:
-            digest = hashlib.sha256()
-            files = sorted(_PACKAGE_DIR.glob("*.py")) + sorted(
-                p for p in (_PACKAGE_DIR / "models").glob("*") if p.is_file()
-            )
-            for path in files:
-                digest.update(path.name.encode())
-                digest.update(path.read_bytes())
-            _version = f"{__version__}+{digest.hexdigest()[:16]}"
+            models = sorted(p for p in (_PACKAGE_DIR / "models").glob("*") if p.is_file())
+            _version = f"{__version__}+{code_digest(models)}"
         return _version
 
 

@@ -61,17 +61,9 @@ def ecgcore_digest(models_dir: Path) -> str:
     Saved with the figures: the end-to-end ones depend on the detector and the rhythm
     stage as much as on the weights, so it says which code produced them.
     """
-    import hashlib
+    from ecgcore.cache import code_digest
 
-    import ecgcore
-
-    digest = hashlib.sha256()
-    files = sorted(Path(ecgcore.__file__).parent.glob("*.py"))
-    files += [models_dir / "binary.keras", models_dir / "aami.keras"]
-    for path in files:
-        digest.update(path.name.encode())
-        digest.update(path.read_bytes())
-    return digest.hexdigest()[:16]
+    return code_digest([models_dir / "binary.keras", models_dir / "aami.keras"])
 
 
 def run_evaluation(models_dir: Path, data_dir: Path, *, quick: bool = False,
