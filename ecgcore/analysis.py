@@ -43,6 +43,23 @@ RHYTHM_RULE_NOTE = "S -> N: no premature atrial beat during AFIB/AFL"
 """What the per-beat ``rule`` field of :meth:`Analysis.to_dict` says when the rule applied."""
 
 
+def in_rhythm(
+    positions: np.ndarray, rhythm: list[dict[str, Any]], labels: tuple[str, ...] = NO_S_RHYTHMS
+) -> np.ndarray:
+    """Which positions lie inside an episode whose label is one of ``labels``.
+
+    ``start <= position < end``, the episodes' own convention (an episode runs from its
+    first beat's R peak to the next beat after its last); positions and episodes in the
+    same sample numbers.
+    """
+    positions = np.asarray(positions)
+    inside = np.zeros(positions.shape, dtype=bool)
+    for episode in rhythm:
+        if episode["label"] in labels:
+            inside |= (positions >= int(episode["start"])) & (positions < int(episode["end"]))
+    return inside
+
+
 def rhythm_rule_mask(
     rpeaks: np.ndarray, network_labels: np.ndarray, rhythm: list[dict[str, Any]]
 ) -> np.ndarray:
@@ -70,11 +87,7 @@ def rhythm_rule_mask(
     labels = np.asarray(network_labels).astype(str).ravel()
     if labels.size != r.size:
         raise ValueError(f"{labels.size} beat labels for {r.size} beats")
-    inside = np.zeros(r.shape, dtype=bool)
-    for episode in rhythm:
-        if episode["label"] in NO_S_RHYTHMS:
-            inside |= (r >= int(episode["start"])) & (r < int(episode["end"]))
-    return inside & (labels == "S")
+    return in_rhythm(r, rhythm) & (labels == "S")
 
 
 @dataclass
@@ -158,7 +171,7 @@ class Analysis:
         labels = self.aami_network_labels
         if labels is None:
             return None
-        return np.where(rhythm_rule_mask(self.rpeaks, labels, self.rhythm), "N", labels)
+        return np.where(self.rhythm_rule, "N", labels)
 
     @property
     def binary_network_labels(self) -> np.ndarray | None:

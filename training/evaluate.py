@@ -239,17 +239,6 @@ def _binary_result(tally: _Tally) -> dict:
     return out
 
 
-def _inside(positions: np.ndarray, episodes: list[dict], labels: tuple[str, ...],
-            scale: float = 1.0) -> np.ndarray:
-    """Which positions lie in an episode of ``labels`` (start <= p < end, both * ``scale``)."""
-    out = np.zeros(np.shape(positions), dtype=bool)
-    for e in episodes:
-        if e["label"] in labels:
-            out |= ((positions >= round(e["start"] * scale))
-                    & (positions < round(e["end"] * scale)))
-    return out
-
-
 def _lead_of(recording) -> str | int:
     """MLII where the record has it (the lead the models were trained on), else the first."""
     names = [name.upper() for name in recording.leads]
@@ -271,7 +260,13 @@ def evaluate_end_to_end(classifiers, data_dir, records, progress=None) -> dict:
     is counted in the ``extra`` row under the class it was given (a false positive for
     that class's PPV). Nothing is dropped.
     """
-    from ecgcore.analysis import NO_S_RHYTHMS, RHYTHM_RULE_NOTE, analyze, rhythm_rule_mask
+    from ecgcore.analysis import (
+        NO_S_RHYTHMS,
+        RHYTHM_RULE_NOTE,
+        analyze,
+        in_rhythm,
+        rhythm_rule_mask,
+    )
     from ecgcore.catalog import reference_rhythm_episodes
     from ecgcore.io import read
     from ecgcore.metrics import MATCH_TOLERANCE_S, match_beats, reference_beats
@@ -302,7 +297,7 @@ def evaluate_end_to_end(classifiers, data_dir, records, progress=None) -> dict:
         else:  # no beat found
             pred = pred_net = np.zeros(k, dtype=np.int64)
             rule = np.zeros(k, dtype=bool)
-        in_no_s = _inside(analysis.rpeaks, analysis.rhythm, NO_S_RHYTHMS)
+        in_no_s = in_rhythm(analysis.rpeaks, analysis.rhythm)
         bin_net = (analysis.binary_network_labels == "abnormal").astype(np.int64) if k else (
             np.zeros(0, dtype=np.int64))
         bin_served = (analysis.binary_labels == "abnormal").astype(np.int64) if k else bin_net
@@ -339,7 +334,9 @@ def evaluate_end_to_end(classifiers, data_dir, records, progress=None) -> dict:
             # AF 'a' (class S); the rule cannot get those right.
             "reference_s_inside_reference_af_afl": int(np.sum(
                 (labels == AAMI_CLASSES.index("S"))
-                & _inside(ref, ref_rhythm, NO_S_RHYTHMS, scale=INTERNAL_FS / fs))),
+                & in_rhythm(ref, [dict(e, start=round(e["start"] * INTERNAL_FS / fs),
+                                       end=round(e["end"] * INTERNAL_FS / fs))
+                                  for e in ref_rhythm]))),
         }
         if progress is not None:
             progress(record)
