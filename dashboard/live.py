@@ -1101,15 +1101,10 @@ class LiveHub:
         saved and registered), ``record_id`` and ``saved_error``. A stream whose owner has
         stopped publishing is returned ended, with an error saying so.
         """
-        if not session_id or not isinstance(session_id, str):
+        found = self._stream(session_id)
+        if found is None:
             return None
-        ns = self._ns(session_id)
-        control = self.store.get(ns, CONTROL_KEY)
-        if not control:
-            return None
-        state = self.store.get(ns, _state_key(control["stream"]))
-        if state is None:
-            return None
+        control, state = found
         if state["finished"]:
             return state
         if self._stale(state):
@@ -1120,6 +1115,17 @@ class LiveHub:
         if now - (state.get("seen") or 0.0) > SEEN_EVERY_S:
             self._put(session_id, SEEN_KEY, now)
         return state
+
+    def _stream(self, session_id: str | None) -> tuple[dict, dict] | None:
+        """The session's latest stream in the store: its control and its state, or None."""
+        if not session_id or not isinstance(session_id, str):
+            return None
+        ns = self._ns(session_id)
+        control = self.store.get(ns, CONTROL_KEY)
+        if not control:
+            return None
+        state = self.store.get(ns, _state_key(control["stream"]))
+        return None if state is None else (control, state)
 
     def _declare_dead(self, session_id: str, state: dict) -> dict:
         """End a stream whose owner stopped publishing; register what it had saved."""
@@ -1146,15 +1152,10 @@ class LiveHub:
         bool
             Whether a running stream was asked to stop.
         """
-        if not session_id or not isinstance(session_id, str):
+        found = self._stream(session_id)
+        if found is None or found[1]["finished"]:
             return False
-        ns = self._ns(session_id)
-        control = self.store.get(ns, CONTROL_KEY)
-        if not control:
-            return False
-        state = self.store.get(ns, _state_key(control["stream"]))
-        if state is None or state["finished"]:
-            return False
+        control = found[0]
         if not control.get("stop"):
             self._put(session_id, CONTROL_KEY, {**control, "stop": True})
         with self._lock:
