@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 
 import numpy as np
 
@@ -149,3 +150,42 @@ def test_cross_validation_holds_each_patient_out_once(mitdb):
     for k, held in enumerate(cv.folds):
         np.testing.assert_array_equal(cv.true[cv.fold_of == k],
                                       beats.of_records(held).labels)
+
+
+def test_a_network_reads_only_the_inputs_its_architecture_selects(tmp_path):
+    import keras
+
+    from ecgcore.beats import RR_FEATURE_NAMES, WINDOW_LENGTH
+    from ecgcore.inference import JittedModel
+    from training.architectures import SMALL_WIDE_RR, build_classifier
+
+    config = replace(SMALL_WIDE_RR, waveform_used=("beat_minus_template",),
+                     rr_used=("rr_pre_over_local", "rr_irregularity"))
+    model = build_classifier(5, WINDOW_LENGTH, len(RR_FEATURE_NAMES), config)
+    path = tmp_path / "m.keras"
+    model.save(path)
+    loaded = JittedModel(keras.models.load_model(path, safe_mode=True), "aami")
+    rng = np.random.default_rng(0)
+    waves = rng.normal(size=(8, WINDOW_LENGTH, 2)).astype(np.float32)
+    rr = rng.uniform(0.5, 1.5, size=(8, len(RR_FEATURE_NAMES))).astype(np.float32)
+    before = loaded(waves, rr)
+    unused_rr = [i for i, n in enumerate(RR_FEATURE_NAMES) if n not in config.rr_used]
+    changed_waves, changed_rr = waves.copy(), rr.copy()
+    changed_waves[..., 0] += 1.0  # the beat channel, which this network does not read
+    changed_rr[:, unused_rr] *= 3.0
+    np.testing.assert_allclose(loaded(changed_waves, changed_rr), before, atol=1e-6)
+    used = RR_FEATURE_NAMES.index("rr_pre_over_local")
+    changed_rr[:, used] *= 0.5
+    changed_waves[..., 1] += 1.0
+    assert np.abs(loaded(changed_waves, changed_rr) - before).max() > 1e-4
+
+
+def test_unknown_selected_inputs_are_refused():
+    import pytest
+
+    from ecgcore.beats import RR_FEATURE_NAMES, WINDOW_LENGTH
+    from training.architectures import SMALL_WIDE_RR, build_classifier
+
+    with pytest.raises(ValueError, match="unknown inputs: rr_made_up"):
+        build_classifier(5, WINDOW_LENGTH, len(RR_FEATURE_NAMES),
+                         replace(SMALL_WIDE_RR, rr_used=("rr_made_up",)))

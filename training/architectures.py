@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 
+import numpy as np
+
+from ecgcore.beats import RR_FEATURE_NAMES, WAVEFORM_CHANNELS
 from ecgcore.inference import keras  # sets KERAS_BACKEND=jax in one place
 
 
@@ -29,6 +32,14 @@ class ArchConfig:
     stem_stride : int
         Stride of the first convolution: 3 looks at the beat at 120 Hz, which keeps the
         QRS shape and costs a third of the work of stride 2 at 360 Hz input.
+    rr_used : tuple of str or None
+        The RR features (names from ``ecgcore.beats.RR_FEATURE_NAMES``) the network reads;
+        None: all. The model still takes every feature as input and picks these with a
+        fixed, non-trainable selection layer saved in the model, so serving passes the
+        same input whatever the choice.
+    waveform_used : tuple of str or None
+        The waveform channels (names from ``ecgcore.beats.WAVEFORM_CHANNELS``) the network
+        reads, picked the same way; None: the first ``channels``.
     """
 
     channels: int = 2
@@ -38,17 +49,44 @@ class ArchConfig:
     rr_units: int = 16
     dense: int = 32
     stem_stride: int = 2
+    rr_used: tuple[str, ...] | None = None
+    waveform_used: tuple[str, ...] | None = None
 
     def to_dict(self) -> dict:
         """Plain-dict form (for cards and JSON)."""
         d = asdict(self)
         d["filters"] = list(self.filters)
+        for key in ("rr_used", "waveform_used"):
+            if d[key] is not None:
+                d[key] = list(d[key])
         return d
 
 
-SERVED_ARCH = ArchConfig(filters=(8, 16, 32), stem_stride=3, rr_units=32, dense=48)
-"""The network ``ecg train`` builds: the ``small_wide_rr`` runs of ``training/EXPERIMENTS.md``
-(patient-wise CV inside DS1), small enough for >= 20,000 beats/s for both models on 2 cores."""
+SMALL_WIDE_RR = ArchConfig(filters=(8, 16, 32), stem_stride=3, rr_units=32, dense=48)
+"""The ``small_wide_rr`` network of ``training/EXPERIMENTS.md``: small enough for >= 20,000
+beats/s for both models on 2 cores."""
+SERVED_ARCHS: dict[str, ArchConfig] = {
+    "binary": SMALL_WIDE_RR,
+    "aami": replace(SMALL_WIDE_RR, waveform_used=("beat_minus_template",)),
+}
+"""The network ``ecg train`` builds for each task, chosen by patient-wise CV inside DS1
+(``training/EXPERIMENTS.md``). The five-class network reads only how a beat differs from
+the patient's median beat (run ``small_wide_rr_template_difference``): it scored higher
+than the same network reading the beat as well in every fold (S sensitivity 64 against
+42 %, pooled), as the absolute shape of a beat is much of what differs between patients.
+For the binary network the same change traded specificity for sensitivity without a clear
+gain at the specificity the target asks (95 %), so it reads both channels."""
+
+
+def selection_matrix(names: tuple[str, ...], all_names: tuple[str, ...]) -> np.ndarray:
+    """0/1 matrix ``(len(all_names), len(names))`` picking the named columns, in order."""
+    unknown = sorted(set(names) - set(all_names))
+    if unknown:
+        raise ValueError(f"unknown inputs: {', '.join(unknown)}; known: {', '.join(all_names)}")
+    matrix = np.zeros((len(all_names), len(names)), dtype=np.float32)
+    for column, name in enumerate(names):
+        matrix[all_names.index(name), column] = 1.0
+    return matrix
 
 
 def _residual_stage(x, filters: int, kernel: int, name: str):
@@ -75,8 +113,15 @@ def build_classifier(
     layers = keras.layers
     wave_in = keras.Input((window, config.channels), name="waveform")
     rr_in = keras.Input((n_rr,), name="rr")
+    x = wave_in
+    if config.waveform_used is not None:
+        names = WAVEFORM_CHANNELS[: config.channels]
+        select = layers.Conv1D(len(config.waveform_used), 1, use_bias=False, trainable=False,
+                               name="waveform_select")
+        x = select(x)
+        select.set_weights([selection_matrix(config.waveform_used, names)[None]])
     x = layers.Conv1D(config.filters[0], 7, strides=config.stem_stride, padding="same",
-                      use_bias=False, name="stem")(wave_in)
+                      use_bias=False, name="stem")(x)
     x = layers.BatchNormalization(name="stem_bn")(x)
     x = layers.Activation("relu", name="stem_relu")(x)
     for i, f in enumerate(config.filters):
@@ -86,7 +131,15 @@ def build_classifier(
     )
     parts = [x]
     if config.rr_units:
-        r = layers.BatchNormalization(name="rr_bn")(rr_in)
+        r = rr_in
+        if config.rr_used is not None:
+            select = layers.Dense(len(config.rr_used), use_bias=False, trainable=False,
+                                  name="rr_select")
+            r = select(r)
+            if n_rr != len(RR_FEATURE_NAMES):
+                raise ValueError(f"{n_rr} RR features; ecgcore.beats has {len(RR_FEATURE_NAMES)}")
+            select.set_weights([selection_matrix(config.rr_used, RR_FEATURE_NAMES)])
+        r = layers.BatchNormalization(name="rr_bn")(r)
         r = layers.Dense(config.rr_units, activation="relu", name="rr_dense")(r)
         parts.append(r)
     h = layers.Concatenate(name="joint")(parts) if len(parts) > 1 else parts[0]

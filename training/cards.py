@@ -64,6 +64,11 @@ def make_card(name: str, *, model, train_config: dict, seed: int, train_seconds:
                 "window_samples": [WINDOW_BEFORE, WINDOW_AFTER],
                 "waveform_channels": list(WAVEFORM_CHANNELS)[: int(model.inputs[0].shape[-1])],
                 "rr_features": list(RR_FEATURE_NAMES),
+                # The network may read only some inputs (fixed selection layers, see
+                # training.architectures.ArchConfig); the rest are given and ignored.
+                "waveform_channels_read": train_config["arch"].get("waveform_used")
+                or list(WAVEFORM_CHANNELS)[: int(model.inputs[0].shape[-1])],
+                "rr_features_read": train_config["arch"].get("rr_used") or list(RR_FEATURE_NAMES),
                 "built_by": "ecgcore.beats.beat_inputs",
             },
         },
@@ -136,6 +141,8 @@ def card_markdown(card: dict) -> str:
         f"- Input: {data['input']['window_samples'][0]} + {data['input']['window_samples'][1]} "
         f"samples at 360 Hz, channels {data['input']['waveform_channels']}, RR features "
         f"{data['input']['rr_features']}, built by `{data['input']['built_by']}`",
+        f"- Read by the network: channels {data['input']['waveform_channels_read']}; RR "
+        f"features {data['input']['rr_features_read']}",
         f"- Architecture: {arch['kind']}; seed {arch['seed']}; {arch['parameters']} parameters",
         f"- Training settings: `{json.dumps(arch['train_config'])}`",
         f"- Training time: {card['training_seconds']} s",

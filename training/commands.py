@@ -390,17 +390,18 @@ def run_training(data_dir: Path, out: Path, *, quick: bool, intra: bool = True) 
     from tqdm import tqdm
 
     from ecgcore.inference import clear_cache
+    from training.architectures import SERVED_ARCHS
     from training.cards import make_card
     from training.dataset import AAMI_CLASSES, DS1, DS2, build_dataset
     from training.evaluate import intra_patient_split
     from training.train import TrainConfig, train_one
 
-    config = TrainConfig()
+    configs = {task: TrainConfig(arch=SERVED_ARCHS[task]) for task in ("binary", "aami")}
     seeds = [SERVED_SEED, *SPREAD_SEEDS]
     train_records = list(DS1)
     all_records = list(DS1 + DS2)
     if quick:
-        config = replace(config, epochs=1, normal_fraction=0.2)
+        configs = {t: replace(c, epochs=1, normal_fraction=0.2) for t, c in configs.items()}
         seeds = [SERVED_SEED]
         train_records = list(QUICK_TRAIN_RECORDS)
         all_records = list(QUICK_TRAIN_RECORDS + QUICK_TEST_RECORDS)
@@ -416,7 +417,7 @@ def run_training(data_dir: Path, out: Path, *, quick: bool, intra: bool = True) 
                  ("aami", intra_train, list(INTRA_SEEDS), "intra_")]
     for stale in out.glob("*_seed*.keras"):
         stale.unlink()
-    total_epochs = sum(len(s) * config.epochs for _, _, s, _ in jobs)
+    total_epochs = sum(len(s) * configs[t].epochs for t, _, s, _ in jobs)
     summary = {}
     t_all = time.perf_counter()
     with tqdm(total=total_epochs, desc="training", unit="epoch") as bar:
@@ -429,7 +430,7 @@ def run_training(data_dir: Path, out: Path, *, quick: bool, intra: bool = True) 
                     bar.set_postfix_str(f"{prefix}{task} seed {seed} loss {row['loss']:.3f}")
                     bar.update()
 
-                model, history = train_one(data, task, config, seed, on_epoch=on_epoch)
+                model, history = train_one(data, task, configs[task], seed, on_epoch=on_epoch)
                 histories.append(history)
                 if k == 0:
                     model.save(out / f"{prefix}{task}.keras")
@@ -453,7 +454,8 @@ def run_training(data_dir: Path, out: Path, *, quick: bool, intra: bool = True) 
     evaluation["training_seconds_all_networks"] = round(training_all_s, 1)
     for task in ("binary", "aami"):
         s = summary[task]
-        card = make_card(task, model=s["model"], train_config=config.to_dict(), seed=s["seed"],
+        card = make_card(task, model=s["model"], train_config=configs[task].to_dict(),
+                         seed=s["seed"],
                          train_seconds=s["seconds"], n_train_beats=s["counts"],
                          evaluation=evaluation, quick=quick)
         add_rule_fields(card, evaluation, task)

@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from ecgcore.beats import RR_FEATURE_NAMES
-from training.architectures import ArchConfig
+from training.architectures import SMALL_WIDE_RR, ArchConfig
 from training.dataset import DS1, build_dataset
 from training.evaluate import aami_figures, binary_figures, summary_score
 from training.train import TrainConfig, cross_validate
@@ -30,7 +30,14 @@ REPORT = HERE / "EXPERIMENTS.md"
 
 BASE = TrainConfig(epochs=12, arch=ArchConfig())
 SMALL = ArchConfig(filters=(8, 16, 32), stem_stride=3)
-SMALL_WIDE_RR = replace(SMALL, rr_units=32, dense=48)
+# The RR features that compare a beat with its neighbours and with this patient's own
+# sinus cycle; left out: absolute intervals (patients differ in rate), ratios to the whole
+# record's mean (with runs of ectopic beats the mean is no longer the sinus cycle) and
+# pre/post (a run of ectopic beats has no compensatory pause).
+LOCAL_RR = (
+    "rr_pre_over_local", "rr_post_over_local", "rr_pre_over_local_median",
+    "rr_pre_over_sinus", "rr_post_over_sinus", "rr_irregularity",
+)
 CONFIGS: dict[str, tuple[str, TrainConfig]] = {
     "base": ("aami", BASE),
     "no_sinus_rr": ("aami", replace(BASE, rr_drop=(10, 11, 12))),
@@ -50,6 +57,34 @@ CONFIGS: dict[str, tuple[str, TrainConfig]] = {
     "small_wide_rr": ("aami", replace(BASE, arch=SMALL_WIDE_RR)),
     "small_wide_rr_longer": ("aami", replace(BASE, arch=SMALL_WIDE_RR, epochs=20)),
     "small_wide_rr_binary": ("binary", replace(BASE, arch=SMALL_WIDE_RR)),
+    "small_wide_local_rr": ("aami", replace(BASE, arch=replace(SMALL_WIDE_RR, rr_used=LOCAL_RR))),
+    "small_wide_local_rr_pre_post": (
+        "aami", replace(BASE, arch=replace(SMALL_WIDE_RR, rr_used=(*LOCAL_RR, "rr_pre_over_post")))
+    ),
+    "small_wide_rr_template_difference": (
+        "aami", replace(BASE, arch=replace(SMALL_WIDE_RR, waveform_used=("beat_minus_template",)))
+    ),
+    "small_wide_rr_template_difference_binary": (
+        "binary", replace(BASE, arch=replace(SMALL_WIDE_RR, waveform_used=("beat_minus_template",)))
+    ),
+    "small_wide_local_rr_template_difference": (
+        "aami", replace(BASE, arch=replace(SMALL_WIDE_RR, waveform_used=("beat_minus_template",),
+                                           rr_used=LOCAL_RR))
+    ),
+    "small_wide_rr_template_difference_longer": (
+        "aami", replace(BASE, epochs=20,
+                        arch=replace(SMALL_WIDE_RR, waveform_used=("beat_minus_template",)))
+    ),
+    "small_wide_rr_template_difference_weight75_binary": (
+        "binary", replace(BASE, weight_power=0.75,
+                          arch=replace(SMALL_WIDE_RR, waveform_used=("beat_minus_template",)))
+    ),
+    "small_wide_rr_weight75_binary": (
+        "binary", replace(BASE, weight_power=0.75, arch=SMALL_WIDE_RR)
+    ),
+    "small_wide_local_rr_binary": (
+        "binary", replace(BASE, arch=replace(SMALL_WIDE_RR, rr_used=LOCAL_RR))
+    ),
 }
 
 
@@ -189,11 +224,16 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m training.experiments")
     parser.add_argument("names", nargs="*", help=f"any of {', '.join(CONFIGS)}")
     parser.add_argument("--report-only", action="store_true")
+    parser.add_argument("--seed", type=int, default=0,
+                        help="first seed of the folds' networks; a run with another seed than "
+                        "0 is recorded as NAME@seedK, beside the seed-0 run (the seed spread)")
     args = parser.parse_args(argv)
     results = load_results()
     for name in [] if args.report_only else args.names:
-        result = run(name, log=lambda s: print(s, flush=True))
-        results = [r for r in load_results() if r["name"] != name] + [result]
+        result = run(name, seed=args.seed, log=lambda s: print(s, flush=True))
+        if args.seed:
+            result["name"] = f"{name}@seed{args.seed}"
+        results = [r for r in load_results() if r["name"] != result["name"]] + [result]
         RESULTS.write_text(json.dumps(results, indent=1))
         write_report(results)
     write_report(results)

@@ -9,7 +9,7 @@ from dataclasses import asdict, dataclass
 import numpy as np
 
 from ecgcore.inference import JittedModel, keras
-from training.architectures import SERVED_ARCH, ArchConfig, build_classifier
+from training.architectures import SMALL_WIDE_RR, ArchConfig, build_classifier
 from training.dataset import AAMI_CLASSES, BeatSet, patient_folds
 
 
@@ -43,7 +43,7 @@ class TrainConfig:
     normal_fraction: float = 0.35
     augment: bool = True
     rr_drop: tuple[int, ...] = ()
-    arch: ArchConfig = SERVED_ARCH
+    arch: ArchConfig = SMALL_WIDE_RR
 
     def to_dict(self) -> dict:
         """Plain-dict form (for cards and JSON)."""
