@@ -141,8 +141,9 @@ def card_markdown(card: dict) -> str:
         f"- Input: {data['input']['window_samples'][0]} + {data['input']['window_samples'][1]} "
         f"samples at 360 Hz, channels {data['input']['waveform_channels']}, RR features "
         f"{data['input']['rr_features']}, built by `{data['input']['built_by']}`",
-        f"- Read by the network: channels {data['input']['waveform_channels_read']}; RR "
-        f"features {data['input']['rr_features_read']}",
+        *([f"- Read by the network: channels {data['input']['waveform_channels_read']}; RR "
+           f"features {data['input']['rr_features_read']}"]
+          if "waveform_channels_read" in data["input"] else []),
         f"- Architecture: {arch['kind']}; seed {arch['seed']}; {arch['parameters']} parameters",
         f"- Training settings: `{json.dumps(arch['train_config'])}`",
         f"- Training time: {card['training_seconds']} s",
