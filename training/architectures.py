@@ -65,19 +65,6 @@ class ArchConfig:
 SMALL_WIDE_RR = ArchConfig(filters=(8, 16, 32), stem_stride=3, rr_units=32, dense=48)
 """The ``small_wide_rr`` network of ``training/EXPERIMENTS.md``: small enough for >= 20,000
 beats/s for both models on 2 cores."""
-SERVED_ARCHS: dict[str, ArchConfig] = {"binary": SMALL_WIDE_RR, "aami": SMALL_WIDE_RR}
-"""The network ``ecg train`` builds for each task (``small_wide_rr`` in
-``training/EXPERIMENTS.md``, patient-wise CV inside DS1).
-
-Not served, though patient-wise CV scored it higher in every fold and with two seeds: the
-five-class network reading only how a beat differs from the patient's median beat
-(``small_wide_rr_template_difference``). Its SHAP attributions on clear V beats of record
-119 disagree in sign with integrated gradients (``tests/test_explain.py``: 6-7 of the top
-10 features agree, 8 required), so its explanations could not be trusted; and when the
-ectopic beats outnumber the normal ones the median beat is an ectopic one, which such a
-network cannot see past."""
-
-
 def selection_matrix(names: tuple[str, ...], all_names: tuple[str, ...]) -> np.ndarray:
     """0/1 matrix ``(len(all_names), len(names))`` picking the named columns, in order."""
     unknown = sorted(set(names) - set(all_names))

@@ -390,13 +390,12 @@ def run_training(data_dir: Path, out: Path, *, quick: bool, intra: bool = True) 
     from tqdm import tqdm
 
     from ecgcore.inference import clear_cache
-    from training.architectures import SERVED_ARCHS
     from training.cards import make_card
     from training.dataset import AAMI_CLASSES, DS1, DS2, build_dataset
     from training.evaluate import intra_patient_split
-    from training.train import TrainConfig, train_one
+    from training.train import SERVED_CONFIGS, train_one
 
-    configs = {task: TrainConfig(arch=SERVED_ARCHS[task]) for task in ("binary", "aami")}
+    configs = dict(SERVED_CONFIGS)
     seeds = [SERVED_SEED, *SPREAD_SEEDS]
     train_records = list(DS1)
     all_records = list(DS1 + DS2)

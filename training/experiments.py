@@ -82,6 +82,11 @@ CONFIGS: dict[str, tuple[str, TrainConfig]] = {
     "small_wide_rr_weight75_binary": (
         "binary", replace(BASE, weight_power=0.75, arch=SMALL_WIDE_RR)
     ),
+    "small_wide_rr_s_swap50": ("aami", replace(BASE, s_waveform_swap=0.5, arch=SMALL_WIDE_RR)),
+    "small_wide_rr_s_swap100": ("aami", replace(BASE, s_waveform_swap=1.0, arch=SMALL_WIDE_RR)),
+    "small_wide_rr_s_swap100_binary": (
+        "binary", replace(BASE, s_waveform_swap=1.0, arch=SMALL_WIDE_RR)
+    ),
     "small_wide_local_rr_binary": (
         "binary", replace(BASE, arch=replace(SMALL_WIDE_RR, rr_used=LOCAL_RR))
     ),
