@@ -196,10 +196,10 @@ VT_RATE_FROM_COUPLING = True
 faster, the median of the intervals ending at its beats with the coupling interval (to
 the first V beat) included: a three-beat run has only two intervals of its own, and one
 late beat should not make it slow. Off: the mean only."""
-VT_FUSION_IN_RUN = False
+VT_FUSION_IN_RUN = True
 """A fusion (F) beat next to a V beat counts as ventricular in a run (MIT-BIH marks
 runs such as V V F as VT)."""
-VT_AMBIGUOUS_IN_RUN = False
+VT_AMBIGUOUS_IN_RUN = True
 """One beat the classifier calls S, F or Q between two V beats of a fast run (both its
 intervals under 60 / :data:`VT_MIN_BPM` s) counts as ventricular; never an N beat."""
 VT_RECOVER_MISSED = True
