@@ -189,3 +189,26 @@ def test_unknown_selected_inputs_are_refused():
     with pytest.raises(ValueError, match="unknown inputs: rr_made_up"):
         build_classifier(5, WINDOW_LENGTH, len(RR_FEATURE_NAMES),
                          replace(SMALL_WIDE_RR, rr_used=("rr_made_up",)))
+
+
+def test_s_beats_take_an_n_waveform_of_their_own_record():
+    from training.dataset import BeatSet
+    from training.train import swap_s_waveforms
+
+    # Two records; each beat's waveform is filled with a number naming the beat.
+    labels = np.array([0, 0, 1, 1, 0, 1, 2])
+    record = np.array(["a", "a", "a", "a", "b", "b", "b"])
+    waves = np.repeat(np.arange(7, dtype=np.float32)[:, None, None], 4, axis=1)
+    waves = np.repeat(waves, 2, axis=2)
+    beats = BeatSet(waves, np.ones((7, 3), np.float32), labels, record, np.arange(7))
+    idx = np.array([6, 3, 0, 5, 2, 1])
+    out = swap_s_waveforms(waves[idx], idx, beats, 1.0, np.random.default_rng(0))
+    source = out[:, 0, 0].astype(int)
+    for row, beat in enumerate(idx):
+        if labels[beat] == 1:
+            assert labels[source[row]] == 0 and record[source[row]] == record[beat]
+        else:
+            assert source[row] == beat
+    assert np.all(out == out[:, :1, :1])  # whole waveforms, both channels
+    kept = swap_s_waveforms(waves[idx], idx, beats, 0.0, np.random.default_rng(0))
+    np.testing.assert_array_equal(kept, waves[idx])

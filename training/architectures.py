@@ -65,6 +65,8 @@ class ArchConfig:
 SMALL_WIDE_RR = ArchConfig(filters=(8, 16, 32), stem_stride=3, rr_units=32, dense=48)
 """The ``small_wide_rr`` network of ``training/EXPERIMENTS.md``: small enough for >= 20,000
 beats/s for both models on 2 cores."""
+
+
 def selection_matrix(names: tuple[str, ...], all_names: tuple[str, ...]) -> np.ndarray:
     """0/1 matrix ``(len(all_names), len(names))`` picking the named columns, in order."""
     unknown = sorted(set(names) - set(all_names))
