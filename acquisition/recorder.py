@@ -16,7 +16,10 @@ The file format (read back by ``ecgcore.io``)::
 
 ``seq`` is the sample number since the start, unwrapped from the device's 16-bit counter;
 a jump (2 -> 3 above) is a lost sample, never an interpolated one. ``time_s = seq / fs_hz``.
-``start_time`` is the PC clock (UTC) when the header announcing sample 0 arrived. Comments
+``start_time`` is the PC clock (UTC) when the header announcing sample 0 arrived, less the
+samples kept from before that header (a board that was already streaming when the port
+opened sends samples before its first header; those leading in sequence up to the header
+are kept, the first of them is sample 0). Comments
 appear only at the top: gaps are reported by the :class:`RecordingSummary` and on the
 progress line, and are visible in the file as seq jumps.
 
@@ -33,7 +36,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import numpy as np
@@ -58,6 +61,9 @@ FLUSH_EVERY_S = 0.5
 FSYNC_EVERY_S = 1.0
 PROGRESS_EVERY_S = 0.5
 ASK_HEADER_AFTER_S = 2.5
+EARLY_LIMIT = SEQ_MODULUS // 4
+"""Samples kept from before the first header (a quarter of the counter's range keeps their
+place unambiguous; at 360 Hz, 45 s)."""
 SILENCE_WARNING_S = 3.0
 CONFIRM_WINDOW = 64
 """A jump of more than a second must be followed by a line at most this far on."""
@@ -211,6 +217,10 @@ class StreamDecoder:
         self.restart_cause: str | None = None
         self.ended = False
         self.rate_changed: float | None = None
+        # Samples that came before the first header (a board that did not reset when the
+        # port opened): kept until the header says where they belong.
+        self.early: list[Sample] = []
+        self.early_kept = 0
 
     def feed(self, data: bytes, now: float) -> list[tuple[int, int, int]]:
         self.buffer += data
@@ -246,7 +256,7 @@ class StreamDecoder:
             self.summary.garbled_lines += 1
             return
         if isinstance(parsed, Header):
-            self._header(parsed, now)
+            self._header(parsed, now, out)
         elif isinstance(parsed, Message):
             text = f"{parsed.kind} {parsed.text}".strip()
             self.summary.messages.append(text)
@@ -263,14 +273,32 @@ class StreamDecoder:
     def _clock_expected(self, now: float) -> int:
         return self.last_u + max(1, round((now - self.last_time) * self.header.fs))
 
-    def _header(self, header: Header, now: float) -> None:
+    def _early_run(self, header: Header) -> list[Sample]:
+        """The early samples that lead, in sequence, up to the header's next sample."""
+        if header.seq is None or not self.early:
+            return []
+        kept: list[Sample] = []
+        following = header.seq
+        for sample in reversed(self.early):
+            if not 1 <= seq_delta(sample.seq, following) <= CONFIRM_WINDOW:
+                break
+            kept.append(sample)
+            following = sample.seq
+        return kept[::-1]
+
+    def _header(self, header: Header, now: float, out: list) -> None:
         if self.header is None:
             self.header = header
             self.summary.fs, self.summary.bits = header.fs, header.bits
             self.summary.device, self.summary.firmware = header.device, header.firmware
-            self.anchor = (header.seq, 0)
+            kept = self._early_run(header)
+            self.summary.before_header += len(self.early) - len(kept)
+            self.early, self.early_kept = [], len(kept)
+            self.anchor = (kept[0].seq if kept else header.seq, 0)
             self.last_time = now
             self.on_header(header)
+            for sample in kept:
+                self._sample(sample, now, out)
             return
         if header.fs != self.header.fs:
             self.rate_changed = header.fs
@@ -297,7 +325,10 @@ class StreamDecoder:
     def _sample(self, sample: Sample, now: float, out: list) -> None:
         summary = self.summary
         if self.header is None:
-            summary.before_header += 1
+            self.early.append(sample)
+            if len(self.early) > EARLY_LIMIT:
+                self.early.pop(0)
+                summary.before_header += 1
             return
         if sample.value >= 1 << self.header.bits:
             summary.garbled_lines += 1
@@ -366,8 +397,9 @@ class StreamDecoder:
         summary.leads_off_now = bool(sample.leads_off)
 
 
-def _utc_now() -> str:
-    return datetime.now(UTC).isoformat(timespec="microseconds").replace("+00:00", "Z")
+def _utc_now(earlier_s: float = 0.0) -> str:
+    moment = datetime.now(UTC) - timedelta(seconds=earlier_s)
+    return moment.isoformat(timespec="microseconds").replace("+00:00", "Z")
 
 
 def _open_port(port: str, baud: int):
@@ -447,7 +479,8 @@ def record(
 
     def open_file(header: Header) -> None:
         nonlocal sink
-        summary.start_time = _utc_now()
+        # Sample 0 is the first sample kept from before the header, when there are any.
+        summary.start_time = _utc_now(decoder.early_kept / header.fs)
         lines = [
             f"# format: {FILE_FORMAT}",
             f"# fs_hz: {header.fs:g}",

@@ -121,6 +121,30 @@ def test_decoder_resynchronises_and_reports_exact_gaps():
     assert summary.garbled_lines == 2  # the noise line and the merged line
 
 
+def test_samples_before_the_first_header_are_kept_when_they_lead_up_to_it():
+    # A board already streaming when the port opened: samples first, then its header.
+    early = b"".join(format_sample(k, k % 1000, 0) for k in range(65500, 65536 + 100))
+    later = b"".join(format_sample(k, k % 1000, 0) for k in range(100, 150))
+    summary = RecordingSummary(path="-", port="-")
+    decoder = StreamDecoder(summary, lambda header: None)
+    rows = decoder.feed(b"\x00\xff\n" + early, 0.0)
+    assert rows == []  # nothing can be placed before the header gives the rate
+    rows += decoder.feed(format_header("T", "1", 360, seq=100) + later, 0.0)
+    assert [row[0] for row in rows] == list(range(136 + 50))
+    assert [row[1] for row in rows[:3]] == [500, 501, 502]
+    assert decoder.early_kept == 136 and summary.before_header == 0 and summary.gaps == []
+
+
+def test_samples_before_the_first_header_that_do_not_lead_up_to_it_are_dropped():
+    stale = b"".join(format_sample(k, 1, 0) for k in range(5000, 5010))
+    stream = stale + format_header("T", "1", 360, seq=100) + b"".join(
+        format_sample(k, 2, 0) for k in range(100, 110))
+    rows, summary = _decode([stream])
+    assert [row[0] for row in rows] == list(range(10))
+    assert {row[1] for row in rows} == {2}
+    assert summary.before_header == 10
+
+
 def test_decoder_rejects_a_lone_corrupt_counter():
     lines = [format_sample(k, 500, 0) for k in range(10)]
     bogus = format_sample(30_000, 500, 0)  # checksum valid, counter absurd
