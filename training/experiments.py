@@ -84,6 +84,9 @@ CONFIGS: dict[str, tuple[str, TrainConfig]] = {
     ),
     "small_wide_rr_s_swap50": ("aami", replace(BASE, s_waveform_swap=0.5, arch=SMALL_WIDE_RR)),
     "small_wide_rr_s_swap100": ("aami", replace(BASE, s_waveform_swap=1.0, arch=SMALL_WIDE_RR)),
+    "small_wide_rr_s_swap100_weight35": (
+        "aami", replace(BASE, s_waveform_swap=1.0, weight_power=0.35, arch=SMALL_WIDE_RR)
+    ),
     "small_wide_rr_s_swap100_binary": (
         "binary", replace(BASE, s_waveform_swap=1.0, arch=SMALL_WIDE_RR)
     ),

@@ -68,10 +68,10 @@ SERVED_CONFIGS: dict[str, TrainConfig] = {
 pass ``tests/test_explain.py``.
 
 The five-class network is ``small_wide_rr_s_swap100``: every S training beat shown with
-the waveform of an N beat of its own patient. It scored above ``small_wide_rr`` with both
-seeds tried (0.718 and 0.692 against 0.682 and 0.632). Three runs scored higher but are not
-served: the networks reading only how a beat differs from the patient's median beat
-(``small_wide_rr_template_difference``, also with seed 1, and
+the waveform of an N beat of its own patient. It scored above ``small_wide_rr`` with all
+three seeds tried (0.718, 0.692 and 0.689 against 0.682, 0.632 and 0.658). Three runs
+scored higher but are not served: the networks reading only how a beat differs from the
+patient's median beat (``small_wide_rr_template_difference``, also with seed 1, and
 ``small_wide_local_rr_template_difference``). On the clear V beat of record 119 that
 ``tests/test_explain.py`` explains, their SHAP attributions agree in sign with integrated
 gradients on 7 of the top 10 features (the test asks 8), so their explanations could not be
