@@ -34,6 +34,7 @@ import contextlib
 import os
 import threading
 import time
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -219,7 +220,7 @@ class StreamDecoder:
         self.rate_changed: float | None = None
         # Samples that came before the first header (a board that did not reset when the
         # port opened): kept until the header says where they belong.
-        self.early: list[Sample] = []
+        self.early: deque[Sample] = deque(maxlen=EARLY_LIMIT)
         self.early_kept = 0
 
     def feed(self, data: bytes, now: float) -> list[tuple[int, int, int]]:
@@ -293,7 +294,8 @@ class StreamDecoder:
             self.summary.device, self.summary.firmware = header.device, header.firmware
             kept = self._early_run(header)
             self.summary.before_header += len(self.early) - len(kept)
-            self.early, self.early_kept = [], len(kept)
+            self.early.clear()
+            self.early_kept = len(kept)
             self.anchor = (kept[0].seq if kept else header.seq, 0)
             self.last_time = now
             self.on_header(header)
@@ -325,10 +327,9 @@ class StreamDecoder:
     def _sample(self, sample: Sample, now: float, out: list) -> None:
         summary = self.summary
         if self.header is None:
+            if len(self.early) == EARLY_LIMIT:
+                summary.before_header += 1  # the oldest falls out
             self.early.append(sample)
-            if len(self.early) > EARLY_LIMIT:
-                self.early.pop(0)
-                summary.before_header += 1
             return
         if sample.value >= 1 << self.header.bits:
             summary.garbled_lines += 1

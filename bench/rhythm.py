@@ -385,12 +385,6 @@ raises DS1 but takes the served pipeline under it is not kept (a veto only: the 
 records never choose a setting)."""
 
 
-def _af_cnn_score(data: dict[str, dict], records: list[str], cnn) -> dict:
-    """AFIB duration Se / +P in setting cnn through the whole of ecg_rhythm (ventricular
-    rhythms cut out of AF, flutter split off), as ecg analyze serves it."""
-    return aggregate([run_record(data[r], "cnn", cnn)["AFIB"] for r in records])
-
-
 def tune_af(data: dict[str, dict], cnn=None) -> dict:
     """DS1 grid over the AF thresholds (setting ref_classes).
 

@@ -131,15 +131,15 @@ at least this fraction of the local median RR: a premature atrial beat resets th
 node, so about one sinus cycle follows it, while a short cycle of AF is followed by an
 interval of any length. Off: it lowers the DS1 AF +P with the CNN's classes."""
 AF_RR_ECTOPIC_WITH_CLASSES = False
+"""With classes, also leave out the beats whose RR pattern is ectopic (premature, then a
+compensatory pause; :func:`_rr_ectopic`), whatever their class: ventricular ectopics
+the classifier calls N would make sinus rhythm look irregular. Off: no DS1 gain."""
 AF_P_EVIDENCE_WITH_S = False
 """The P-wave evidence (P fraction and coherence) also takes the S beats, which stay
 out of the RR series: with the short cycles of AF called S, what is left for the
 evidence is the beats after long cycles, where the delineator more often takes a
 fibrillatory wave for a P wave. Off: it helps on DS1 with the CNN's classes, but
 over all 48 records it lowers the AF +P below 90 % (bench/results/rhythm.md)."""
-"""With classes, also leave out the beats whose RR pattern is ectopic (premature, then a
-compensatory pause; :func:`_rr_ectopic`), whatever their class: ventricular ectopics
-the classifier calls N would make sinus rhythm look irregular. Off: no DS1 gain."""
 AF_CLASSES_LAG1 = True
 """With beat classes, measure irregularity at lag 1 only (the ectopic beats are out)."""
 AF_SKIP_AFTER_ECTOPIC = 0

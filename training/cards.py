@@ -41,6 +41,7 @@ def make_card(name: str, *, model, train_config: dict, seed: int, train_seconds:
         WINDOW_BEFORE,
     )
 
+    channels = list(WAVEFORM_CHANNELS)[: int(model.inputs[0].shape[-1])]
     figures = {}
     for way in ("reference", "end_to_end", "intra_patient"):
         if way in evaluation and evaluation[way] is not None:
@@ -62,12 +63,11 @@ def make_card(name: str, *, model, train_config: dict, seed: int, train_seconds:
             "input": {
                 "rate_hz": 360,
                 "window_samples": [WINDOW_BEFORE, WINDOW_AFTER],
-                "waveform_channels": list(WAVEFORM_CHANNELS)[: int(model.inputs[0].shape[-1])],
+                "waveform_channels": channels,
                 "rr_features": list(RR_FEATURE_NAMES),
                 # The network may read only some inputs (fixed selection layers, see
                 # training.architectures.ArchConfig); the rest are given and ignored.
-                "waveform_channels_read": train_config["arch"].get("waveform_used")
-                or list(WAVEFORM_CHANNELS)[: int(model.inputs[0].shape[-1])],
+                "waveform_channels_read": train_config["arch"].get("waveform_used") or channels,
                 "rr_features_read": train_config["arch"].get("rr_used") or list(RR_FEATURE_NAMES),
                 "built_by": "ecgcore.beats.beat_inputs",
             },
