@@ -290,7 +290,9 @@ def test_a_device_vanishing_mid_recording_is_reported_and_the_file_stays_valid(s
 def test_a_stream_whose_worker_dies_is_shown_ended_with_its_file(server, client):
     session = "live-dave-" + "d" * 16
     assert live_click(client, session, "live-start", record="100") == ""
-    poll_until(client, session, lambda r: n_beats(r) >= 3, 60, "no beats")
+    # Five beats (about four seconds) so that the file, less the killed writer's unflushed
+    # half second, still holds more than the two seconds check_saved_file asks for.
+    poll_until(client, session, lambda r: n_beats(r) >= 5, 60, "no beats")
     owner = owner_pid(server, session)
     os.kill(owner, signal.SIGKILL)
     # No hang: once the owner's heartbeat is stale, a poll (by the surviving worker, or
