@@ -43,6 +43,8 @@ from typing import Any
 
 import numpy as np
 
+from ecgcore.beats import nearest_index, p_coherence
+
 RHYTHM_NAMES: dict[str, str] = {
     "AFIB": "Atrial fibrillation",
     "AFL": "Atrial flutter",
@@ -196,7 +198,7 @@ VT_RATE_FROM_COUPLING = True
 faster, the median of the intervals ending at its beats with the coupling interval (to
 the first V beat) included: a three-beat run has only two intervals of its own, and one
 late beat should not make it slow. Off: the mean only."""
-VT_FUSION_IN_RUN = True
+VT_FUSION_IN_RUN = False
 """A fusion (F) beat next to a V beat counts as ventricular in a run (MIT-BIH marks
 runs such as V V F as VT)."""
 VT_AMBIGUOUS_IN_RUN = True
@@ -369,14 +371,6 @@ def noise_intervals(
 # --- Atrial fibrillation --------------------------------------------------------------
 
 
-def _nearest(kept: np.ndarray, n: int) -> np.ndarray:
-    """For each of ``range(n)``, the position in ``kept`` (sorted indices) of the closest."""
-    idx = np.arange(n)
-    after = np.clip(np.searchsorted(kept, idx), 0, kept.size - 1)
-    before = np.clip(after - 1, 0, kept.size - 1)
-    return np.where(np.abs(kept[before] - idx) < np.abs(kept[after] - idx), before, after)
-
-
 def _rr_ectopic(rr: np.ndarray) -> np.ndarray:
     """Beats that look ectopic from RR alone: premature, then a compensatory pause.
 
@@ -512,7 +506,7 @@ def af_features(
                 d[k:] = np.abs(packed[k:] - packed[:-k])
             best = np.fmin(best, _rolling(d, window, "median") / med_rr)
         best[~np.isfinite(best)] = np.nan
-        irr = best[_nearest(keep, rr.size)]
+        irr = best[nearest_index(keep, rr.size)]
         step = np.full(rr.size, np.nan)
         jump = np.abs(np.diff(packed)) / med_rr[1:]
         step[keep[1:]] = (jump > AF_IRREGULARITY).astype(np.float64)
@@ -539,40 +533,11 @@ def af_features(
         good = np.flatnonzero(~bad_p)
         if good.size:
             packed_p = _rolling(has_p[good], window, "mean")
-            out["p_fraction"] = packed_p[_nearest(good, nb)]
+            out["p_fraction"] = packed_p[nearest_index(good, nb)]
     if x is not None:
         out["p_coherence"] = p_coherence(x, r.astype(np.int64), fs, bad_p,
                                          AF_COHERENCE_WINDOW)
     return out
-
-
-def p_coherence(
-    x: np.ndarray, rpeaks: np.ndarray, fs: float, skip: np.ndarray, window: int
-) -> np.ndarray:
-    """How much of the activity before each QRS is locked to it, per beat.
-
-    The stretch from 300 to 80 ms before each R peak is taken for every beat not in
-    ``skip``; the running median of ``window`` such stretches keeps what recurs at the
-    same distance from the QRS (a P wave, even one too small for the delineator to
-    mark) and averages out what does not (fibrillatory waves, noise). The coherence is
-    the median stretch's peak-to-peak over the running median of the single
-    stretches' peak-to-peak: about 0.6-0.9 in sinus rhythm, 0.3-0.4 in AF.
-    """
-    from scipy.ndimage import median_filter
-
-    x = np.asarray(x, dtype=np.float64)
-    r = np.asarray(rpeaks, dtype=np.int64)
-    out = np.full(r.size, np.nan)
-    a, b = int(round(0.30 * fs)), int(round(0.08 * fs))
-    idx = np.flatnonzero((r >= a) & (r < x.size) & ~np.asarray(skip, dtype=bool))
-    if idx.size < 3:
-        return out
-    w = x[r[idx][:, None] + np.arange(-a, -b)[None, :]]
-    w = w - w[:, -1:]
-    template = median_filter(w, size=(window, 1), mode="nearest")
-    single = median_filter(np.ptp(w, axis=1), size=window, mode="nearest")
-    coherence = np.ptp(template, axis=1) / np.maximum(single, 1e-12)
-    return coherence[_nearest(idx, r.size)]
 
 
 def rr_clustered_share(
@@ -623,7 +588,7 @@ def rr_clustered_share(
         members = near[np.arange(w.shape[0]), centre] & free
         free &= ~members
     share = 1.0 - free.mean(axis=1)
-    per_rr = share[_nearest(keep, rr.size)]
+    per_rr = share[nearest_index(keep, rr.size)]
     return np.concatenate([[per_rr[0]], per_rr])
 
 
@@ -1111,7 +1076,7 @@ def _rate_episodes(
     if nn.size < SINUS_WINDOW_BEATS:
         return []
     rate = 60.0 / _rolling(rr[nn], SINUS_WINDOW_BEATS, "median")
-    rate = rate[_nearest(nn, rr.size)]
+    rate = rate[nearest_index(nn, rr.size)]
     # The rate is meaningless where the nearest sinus interval is far away.
     density = _rolling((sinus[:-1] & sinus[1:]).astype(np.float64), SINUS_WINDOW_BEATS, "mean")
     rate[density < 0.2] = np.nan

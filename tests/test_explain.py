@@ -68,7 +68,7 @@ def test_premature_beat_shifts_weight_to_rr_features(classifiers, rec100):
     r = inputs.rpeaks_aligned.copy()
     r[i] = r[i] - int(0.35 * (r[i] - r[i - 1]))
     rr = inputs.rr_features.copy()
-    rr[i] = beat_rr_features(r)[i]
+    rr[i] = beat_rr_features(rec["x"], r)[i]
     early = BeatInputs(inputs.waveforms, rr, inputs.rpeaks_aligned)
     after = explain_beat(classifiers, early, i, "aami")
 

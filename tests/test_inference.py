@@ -78,3 +78,28 @@ def test_alignment_makes_reference_and_shifted_marks_agree(mitdb):
     # Inputs for an empty beat list are empty, not an error.
     empty = beat_inputs(x, np.zeros(0, dtype=np.int64))
     assert len(empty) == 0
+
+
+def test_p_coherence_feature_tells_sinus_rhythm_from_atrial_fibrillation(mitdb):
+    # The one rhythm feature not from RR: sinus beats (record 100) carry a P wave locked
+    # to the QRS, the beats of record 201's atrial fibrillation do not.
+    import wfdb
+
+    from ecgcore.beats import RR_FEATURE_NAMES, beat_rr_features
+    from ecgcore.catalog import reference_rhythm_episodes
+
+    column = RR_FEATURE_NAMES.index("p_coherence")
+    sinus = load_record_beats(mitdb, "100")
+    assert np.median(sinus["rr"][:, column]) > 0.8
+    record = load_record_beats(mitdb, "201")
+    ann = wfdb.rdann(str(mitdb / "201"), "atr")
+    in_af = np.zeros(record["x"].size, dtype=bool)
+    for episode in reference_rhythm_episodes(ann.sample, ann.symbol, ann.aux_note, in_af.size):
+        in_af[episode["start"]:episode["end"]] = episode["label"] == "(AFIB"
+    af_beats = in_af[record["position"]]
+    assert af_beats.sum() > 500
+    assert np.median(record["rr"][af_beats, column]) < 0.5
+    assert np.median(record["rr"][~af_beats, column]) > 0.7
+    # Too few beats to tell: a finite, neutral value, never NaN.
+    few = beat_rr_features(sinus["x"], sinus["reference"][:2])
+    assert np.all(np.isfinite(few)) and np.all(few[:, column] == 1.0)

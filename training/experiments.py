@@ -38,6 +38,14 @@ LOCAL_RR = (
     "rr_pre_over_local", "rr_post_over_local", "rr_pre_over_local_median",
     "rr_pre_over_sinus", "rr_post_over_sinus", "rr_irregularity",
 )
+# Every RR feature, without the P coherence added after the runs above it in the record:
+# the served networks of that time, rerun, read these.
+RR_ONLY = tuple(name for name in RR_FEATURE_NAMES if name != "p_coherence")
+# Every feature but the intervals in seconds: a heart rate that is normal for one patient
+# is fast or slow for another, so only intervals relative to the patient's own rhythm
+# carry over to unseen patients.
+RELATIVE_RR = tuple(name for name in RR_FEATURE_NAMES
+                    if name not in ("rr_pre_s", "rr_post_s", "rr_local_s"))
 CONFIGS: dict[str, tuple[str, TrainConfig]] = {
     "base": ("aami", BASE),
     "no_sinus_rr": ("aami", replace(BASE, rr_drop=(10, 11, 12))),
@@ -92,6 +100,20 @@ CONFIGS: dict[str, tuple[str, TrainConfig]] = {
     ),
     "small_wide_local_rr_binary": (
         "binary", replace(BASE, arch=replace(SMALL_WIDE_RR, rr_used=LOCAL_RR))
+    ),
+    "small_wide_rr_s_swap100_rr_only": (
+        "aami", replace(BASE, s_waveform_swap=1.0, arch=replace(SMALL_WIDE_RR, rr_used=RR_ONLY))
+    ),
+    "small_wide_rr_s_swap100_p_coherence": (
+        "aami", replace(BASE, s_waveform_swap=1.0, arch=SMALL_WIDE_RR)
+    ),
+    "small_wide_rr_binary_rr_only": (
+        "binary", replace(BASE, arch=replace(SMALL_WIDE_RR, rr_used=RR_ONLY))
+    ),
+    "small_wide_rr_p_coherence_binary": ("binary", replace(BASE, arch=SMALL_WIDE_RR)),
+    "small_wide_relative_rr_s_swap100_p_coherence": (
+        "aami", replace(BASE, s_waveform_swap=1.0,
+                        arch=replace(SMALL_WIDE_RR, rr_used=RELATIVE_RR))
     ),
 }
 

@@ -1,7 +1,8 @@
 """Explain page ``/explain?record=<id>&beat=<n>``: why each model labelled a beat so.
 
 Both models' probabilities, their SHAP attributions (ecgcore.explain) drawn over the beat's
-waveform and as bars for the RR features, and the beat's neighbours in time.
+waveform and as bars for the rhythm features (RR intervals, P coherence), and the beat's
+neighbours in time.
 """
 
 from __future__ import annotations
@@ -156,7 +157,8 @@ def _rr_figure(result: dict[str, Any], model: str) -> dict[str, Any]:
                   "marker": {"color": colours}, "name": "SHAP",
                   "hovertemplate": "%{y}: %{x:.4f}<extra></extra>"}],
         "layout": {
-            "title": {"text": f"{model}: RR features towards {cls}", "font": {"size": 13}},
+            "title": {"text": f"{model}: RR and P-coherence features towards {cls}",
+                      "font": {"size": 13}},
             "height": 330, "margin": {"l": 230, "r": 20, "t": 40, "b": 40},
             "xaxis": {"title": {"text": "SHAP"}, "zeroline": True},
             "yaxis": {"autorange": "reversed"},
