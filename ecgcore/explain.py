@@ -79,7 +79,7 @@ class _Problem:
 
 
 def regular_rhythm_baseline(rr: np.ndarray) -> np.ndarray:
-    """RR features of the same beat in a regular rhythm at its local mean rate."""
+    """Rhythm features of the same beat in a regular rhythm at its local mean rate."""
     names = RR_FEATURE_NAMES
     base = np.array(rr, dtype=np.float64, copy=True)
     local = rr[names.index("rr_local_s")]
@@ -92,7 +92,7 @@ def regular_rhythm_baseline(rr: np.ndarray) -> np.ndarray:
             base[i] = local_over_record
         elif name.startswith("rr_pre_over") or name.startswith("rr_post_over"):
             base[i] = 1.0
-        # rr_local_*, rr_irregularity: the context stays as it is.
+        # rr_local_*, rr_irregularity, p_coherence: the context stays as it is.
     return base
 
 

@@ -106,9 +106,14 @@ def test_evaluate_rewrites_the_cards_it_checks(mitdb, tmp_path, capsys):
         card["figures"]["end_to_end"]["confusion"] = [[0]]  # a stale card
         (out / f"{name}.json").write_text(json.dumps(card))
     before = json.loads((out / "aami.json").read_text())
+    # ecg train's timing, in the evaluation file an evaluation rewrites.
+    (tmp_path / "e.json").write_text(json.dumps({"training_seconds_all_networks": 265.0}))
     args = ["--quick", "--data", str(mitdb), "--models", str(out), "--json",
             str(tmp_path / "e.json")]
     assert evaluate_main(args) == 0
+    evaluation = json.loads((tmp_path / "e.json").read_text())
+    assert evaluation["training_seconds_all_networks"] == 265.0
+    assert evaluation["matches_cards"] is False
     assert "DIFFERENT from the cards" in capsys.readouterr().out
     assert evaluate_main([*args, "--cards"]) == 0
     assert "cards reproduced exactly" in capsys.readouterr().out
