@@ -21,16 +21,10 @@ WINDOW_AFTER = 144
 """Samples after the R peak in a beat window, at :data:`INTERNAL_FS` (400 ms)."""
 WINDOW_LENGTH = WINDOW_BEFORE + WINDOW_AFTER
 
-WAVEFORM_CHANNELS = ("beat", "beat_minus_template", "beat_minus_local_template")
-"""Channels of :attr:`BeatInputs.waveforms`: the normalised beat; the same beat minus the
-recording's median beat (the patient's own usual beat), so a model can see how a beat
-differs from this patient's norm rather than from the training patients'; and the beat
-minus the median of its :data:`LOCAL_TEMPLATE_BEATS` neighbours, which follows the
-patient's beat as it changes within a recording (a bundle branch block that comes and
-goes, the fibrillatory or flutter waves of an AF stretch). A model reads the first
-``ArchConfig.channels`` of them (``training.architectures``)."""
-LOCAL_TEMPLATE_BEATS = 31
-"""Beats (centred on each beat) whose sample-wise median is its local template."""
+WAVEFORM_CHANNELS = ("beat", "beat_minus_template")
+"""Channels of :attr:`BeatInputs.waveforms`: the normalised beat, and the same beat minus
+the recording's median beat (the patient's own usual beat), so a model can see how a beat
+differs from this patient's norm rather than from the training patients'."""
 
 RR_FEATURE_NAMES = (
     "rr_pre_s",
@@ -196,17 +190,6 @@ def beat_template(windows: np.ndarray) -> np.ndarray:
     if windows.shape[0] == 0:
         return np.zeros(windows.shape[1:], dtype=np.float32)
     return np.median(windows, axis=0).astype(np.float32)
-
-
-def beat_local_template(windows: np.ndarray, beats: int = LOCAL_TEMPLATE_BEATS) -> np.ndarray:
-    """Each beat's local template: the sample-wise median of the ``beats`` windows centred
-    on it (at the ends of the recording the first or last beat stands in for the missing
-    ones), one row per beat."""
-    from scipy.ndimage import median_filter
-
-    if windows.shape[0] == 0:
-        return np.zeros_like(windows)
-    return median_filter(windows, size=(beats, 1), mode="nearest")
 
 
 def _window_stat(values: np.ndarray, half: int, stat: str | float) -> np.ndarray:
@@ -391,8 +374,6 @@ def beat_inputs(x: np.ndarray, rpeaks: np.ndarray, fs: float = INTERNAL_FS) -> B
     aligned = align_rpeaks(x, rpeaks, fs)
     windows = beat_windows(x, aligned)
     template = beat_template(windows)
-    local = beat_local_template(windows)
-    waveforms = np.stack([windows, windows - template[None, :], windows - local],
-                         axis=-1).astype(np.float32)
+    waveforms = np.stack([windows, windows - template[None, :]], axis=-1).astype(np.float32)
     rr = beat_rr_features(x, aligned, fs)
     return BeatInputs(waveforms, rr, aligned)

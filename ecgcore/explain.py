@@ -2,7 +2,7 @@
 
 Features explained: the beat waveform, in short segments of samples, and each RR feature.
 The baseline ("nothing remarkable") is the patient's own usual beat (the recording's
-median beat, recovered from the input channels) at a regular rhythm (RR ratios 1, the
+median beat, recovered from the two input channels) at a regular rhythm (RR ratios 1, the
 previous and next intervals equal to the local mean). An attribution therefore says how
 much a part of this beat, or its timing, moved the model's output away from what the
 patient's ordinary beat would get.
@@ -38,10 +38,8 @@ class _Problem:
         self.jm = jm
         w = np.asarray(inputs.waveforms[index], dtype=np.float64)
         self.beat = w[:, 0]
-        # Channel 1 is beat - template, so the patient's template is their difference;
-        # channel 2 likewise gives the beat's local template (the context, kept fixed).
+        # Channel 1 is beat - template, so the patient's template is their difference.
         self.template = w[:, 0] - w[:, 1] if w.shape[1] > 1 else np.zeros_like(w[:, 0])
-        self.local = w[:, 0] - w[:, 2] if w.shape[1] > 2 else np.zeros_like(w[:, 0])
         self.channels = min(w.shape[1], jm.channels)  # the channels the model takes
         rr = np.asarray(inputs.rr_features[index], dtype=np.float64)
         self.rr = rr
@@ -57,7 +55,7 @@ class _Problem:
         z = np.atleast_2d(np.asarray(z, dtype=np.float64))
         zs = z[:, : self.n_seg][:, self.seg_of_sample]
         beat = self.template + zs * (self.beat - self.template)
-        chans = [beat, beat - self.template, beat - self.local][: self.channels]
+        chans = [beat, beat - self.template][: self.channels]
         waveforms = np.stack(chans, axis=-1).astype(np.float32)
         rr = (self.rr_base + z[:, self.n_seg:] * (self.rr - self.rr_base)).astype(np.float32)
         return waveforms, rr
@@ -204,7 +202,6 @@ def integrated_gradients(
     problem = _Problem(jm, inputs, index, segment)
     beat = jnp.asarray(problem.beat, jnp.float32)
     template = jnp.asarray(problem.template, jnp.float32)
-    local = jnp.asarray(problem.local, jnp.float32)
     rr = jnp.asarray(problem.rr, jnp.float32)
     rr_base = jnp.asarray(problem.rr_base, jnp.float32)
     seg_of_sample = jnp.asarray(problem.seg_of_sample)
@@ -215,26 +212,25 @@ def integrated_gradients(
     if fn is None:
         raw = jm.raw
 
-        def g(z, beat, template, local, rr, rr_base, seg_of_sample):
+        def g(z, beat, template, rr, rr_base, seg_of_sample):
             zs = z[:n_seg][seg_of_sample]
             b = template + zs * (beat - template)
-            wave = jnp.stack([b, b - template, b - local][:channels], axis=-1)[None]
+            wave = jnp.stack([b, b - template][:channels], axis=-1)[None]
             r = (rr_base + z[n_seg:] * (rr - rr_base))[None]
             return raw(wave, r)[0]
 
-        jac = jax.vmap(jax.jacrev(g), in_axes=(0, None, None, None, None, None, None))
+        jac = jax.vmap(jax.jacrev(g), in_axes=(0, None, None, None, None, None))
 
-        def ig(beat, template, local, rr, rr_base, seg_of_sample):
+        def ig(beat, template, rr, rr_base, seg_of_sample):
             alphas = (jnp.arange(steps, dtype=jnp.float32) + 0.5) / steps
             d = n_seg + rr.shape[0]
             zs = alphas[:, None] * jnp.ones((1, d), jnp.float32)
-            grads = jac(zs, beat, template, local, rr, rr_base, seg_of_sample)  # (steps, k, d)
+            grads = jac(zs, beat, template, rr, rr_base, seg_of_sample)  # (steps, k, d)
             return grads.mean(axis=0).T  # (d, k); (x - baseline) is 1 in z
 
         fn = jax.jit(ig)
         _ig_cache[key] = fn
-    values = np.asarray(fn(beat, template, local, rr, rr_base, seg_of_sample),
-                        dtype=np.float64)
+    values = np.asarray(fn(beat, template, rr, rr_base, seg_of_sample), dtype=np.float64)
     d = problem.n_features
     base = np.asarray(problem.f(np.zeros((1, d)))[0], dtype=np.float64)
     fx = np.asarray(problem.f(np.ones((1, d)))[0], dtype=np.float64)

@@ -111,14 +111,6 @@ CONFIGS: dict[str, tuple[str, TrainConfig]] = {
         "binary", replace(BASE, arch=replace(SMALL_WIDE_RR, rr_used=RR_ONLY))
     ),
     "small_wide_rr_p_coherence_binary": ("binary", replace(BASE, arch=SMALL_WIDE_RR)),
-    "small_wide_rr_s_swap100_p_coherence_local_template": (
-        "aami", replace(BASE, s_waveform_swap=1.0,
-                        arch=replace(SMALL_WIDE_RR, channels=3,
-                                     waveform_used=("beat", "beat_minus_local_template")))
-    ),
-    "small_wide_rr_s_swap100_p_coherence_three_channels": (
-        "aami", replace(BASE, s_waveform_swap=1.0, arch=replace(SMALL_WIDE_RR, channels=3))
-    ),
     "small_wide_relative_rr_s_swap100_p_coherence": (
         "aami", replace(BASE, s_waveform_swap=1.0,
                         arch=replace(SMALL_WIDE_RR, rr_used=RELATIVE_RR))
