@@ -6,6 +6,7 @@ import json
 from dataclasses import replace
 
 import numpy as np
+import pytest
 
 from ecgcore.beats import beat_inputs
 from training.dataset import DS1, DS2, PACED, build_dataset, load_record_beats, patient_folds
@@ -217,3 +218,27 @@ def test_s_beats_take_an_n_waveform_of_their_own_record():
     assert np.all(out == out[:, :1, :1])  # whole waveforms, both channels
     kept = swap_s_waveforms(waves[idx], idx, beats, 0.0, np.random.default_rng(0))
     np.testing.assert_array_equal(kept, waves[idx])
+
+
+def test_a_logit_shift_in_the_model_rescales_its_class_probabilities(tmp_path):
+    import keras
+
+    from ecgcore.beats import RR_FEATURE_NAMES, WINDOW_LENGTH
+    from ecgcore.inference import JittedModel
+    from training.architectures import SMALL_WIDE_RR, build_classifier
+    from training.train import shift_logits, shift_probabilities
+
+    model = build_classifier(5, WINDOW_LENGTH, len(RR_FEATURE_NAMES), SMALL_WIDE_RR)
+    rng = np.random.default_rng(1)
+    waves = rng.normal(size=(16, WINDOW_LENGTH, 2)).astype(np.float32)
+    rr = rng.uniform(0.5, 1.5, size=(16, len(RR_FEATURE_NAMES))).astype(np.float32)
+    before = JittedModel(model, "aami")(waves, rr)
+    shift = (0.0, 1.5, -0.5, 0.0, 0.0)
+    shift_logits(model, shift)
+    path = tmp_path / "shifted.keras"
+    model.save(path)
+    after = JittedModel(keras.models.load_model(path, safe_mode=True), "aami")(waves, rr)
+    np.testing.assert_allclose(after, shift_probabilities(before, shift), atol=1e-5)
+    assert (after[:, 1] > before[:, 1]).all() and (after[:, 2] < before[:, 2]).all()
+    with pytest.raises(ValueError, match="5 classes"):
+        shift_logits(model, (1.0, 2.0))
