@@ -8,6 +8,7 @@ code that makes them.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import inspect
 import os
@@ -67,8 +68,14 @@ def cache_dir() -> Path:
     return Path(env) if env else REPO_ROOT / ".cache"
 
 
+@functools.cache
 def code_hash() -> str:
-    """Hash of the code that turns a record into model inputs (invalidates the cache)."""
+    """Hash of the code that turns a record into model inputs (invalidates the cache).
+
+    Taken once per process: the source is read from disk, so a file edited while a long
+    run goes on must not key the run's later cache entries (built by the code it loaded
+    at the start) as the edited code's.
+    """
     digest = hashlib.sha256()
     for module in (beats_module, signal_module):
         digest.update(inspect.getsource(module).encode())
