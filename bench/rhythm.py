@@ -314,6 +314,9 @@ AF_OPTIONS = {
         {"AF_P_EVIDENCE_WITH_S": True},
     "flutter search subtracts the QRS-T of S beats instead of blanking them":
         {"AFL_BLANK_S": False},
+    "no AF where under half the RR intervals turn (smooth sinus arrhythmia; a random "
+    "series turns 2/3 of the time)":
+        {"AF_MIN_TURNING_POINTS": 0.5},
 }
 """Other AF options, each tried alone on top of the DS1 choice (kept only if DS1 says so)."""
 AF_OPTION_DEFAULTS = {
@@ -322,7 +325,7 @@ AF_OPTION_DEFAULTS = {
     "AF_REFINE_EDGES": False, "AF_S_NEEDS_P": False, "AF_S_MAX_SHARE": None,
     "AF_S_SECOND_OPINION": None, "AF_SECOND_LAGS": (1,), "AF_SECOND_IRREGULARITY": None,
     "AF_SECOND_MAX_CLUSTERED": None, "AF_S_NEEDS_PAUSE": None, "AF_RR_ECTOPIC_WITH_CLASSES": False,
-    "AF_P_EVIDENCE_WITH_S": False, "AFL_BLANK_S": True,
+    "AF_P_EVIDENCE_WITH_S": False, "AFL_BLANK_S": True, "AF_MIN_TURNING_POINTS": None,
 }
 """The module's value of each option key unless an option is kept (the P fraction hold
 and the coherence threshold default to their DS1 choices)."""

@@ -142,6 +142,14 @@ out of the RR series: with the short cycles of AF called S, what is left for the
 evidence is the beats after long cycles, where the delineator more often takes a
 fibrillatory wave for a P wave. Off: it helps on DS1 with the CNN's classes, but
 over all 48 records it lowers the AF +P below 90 % (bench/results/rhythm.md)."""
+AF_MIN_TURNING_POINTS: float | None = None
+"""When set, a window whose usable RR intervals turn (a local peak or trough) less often
+than this share of the time does not vote AF: AF's intervals are random, so about 2/3 of
+them turn (0.5 is the lower end of the 95 % range of a random series of 31 intervals,
+Dash et al. 2009), while sinus arrhythmia rises and falls smoothly with breathing and
+turns less. None: not used. Off: it lowers the DS1 harmonic mean in both settings, and
+over all 48 records it costs AF sensitivity (87.9 against 91.4 with the CNN's classes)
+without raising +P (bench/results/rhythm.md)."""
 AF_CLASSES_LAG1 = True
 """With beat classes, measure irregularity at lag 1 only (the ectopic beats are out)."""
 AF_SKIP_AFTER_ECTOPIC = 0
@@ -432,8 +440,9 @@ def af_features(
         on normal-to-normal intervals; without classes the smallest of lags 1-3),
         ``p_fraction`` (share of non-ectopic beats with a P wave at a consistent PR
         interval, NaN without ``p_peaks``), ``p_coherence`` (see
-        :func:`p_coherence`; NaN without ``x``), ``ectopic`` (bool per beat). One value
-        per beat.
+        :func:`p_coherence`; NaN without ``x``), ``turning_points`` (share of the
+        window's usable intervals that are a local peak or trough), ``ectopic`` (bool
+        per beat). One value per beat.
     """
     r = np.asarray(rpeaks, dtype=np.float64)
     nb = r.size
@@ -443,6 +452,7 @@ def af_features(
         "p_coherence": np.full(nb, np.nan),
         "ectopic": np.zeros(nb, dtype=bool),
         "beat_evidence": np.full(nb, np.nan),
+        "turning_points": np.full(nb, np.nan),
     }
     if nb < 4:
         return out
@@ -507,6 +517,12 @@ def af_features(
             best = np.fmin(best, _rolling(d, window, "median") / med_rr)
         best[~np.isfinite(best)] = np.nan
         irr = best[nearest_index(keep, rr.size)]
+        turns = np.full(packed.size, np.nan)
+        if packed.size >= 3:
+            a, b, c = packed[:-2], packed[1:-1], packed[2:]
+            turns[1:-1] = (((b > a) & (b > c)) | ((b < a) & (b < c))).astype(np.float64)
+        turning = _rolling(turns, window, "mean")[nearest_index(keep, rr.size)]
+        out["turning_points"] = np.concatenate([[turning[0]], turning])
         step = np.full(rr.size, np.nan)
         jump = np.abs(np.diff(packed)) / med_rr[1:]
         step[keep[1:]] = (jump > AF_IRREGULARITY).astype(np.float64)
@@ -662,6 +678,11 @@ def af_episodes(
                 if coherent is not None and AF_P_EVIDENCE == "either":
                     v &= ~coherent
         v &= np.isfinite(irr)
+        if AF_MIN_TURNING_POINTS is not None:
+            # Smoothly rising and falling intervals (sinus arrhythmia) are not AF's
+            # random ones.
+            with np.errstate(invalid="ignore"):
+                v &= ~(f["turning_points"] < AF_MIN_TURNING_POINTS)
         if second is not None and use_second:
             v |= second
         if exclude is not None:

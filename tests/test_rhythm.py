@@ -807,3 +807,26 @@ def test_heart_rate_trend_gap_is_not_interpolated():
     trend = heart_rate_trend(rpeaks, FS)
     inside = (trend["time_s"] > 31) & (trend["time_s"] < 39)
     assert inside.any() and np.all(np.isnan(trend["bpm"][inside]))
+
+
+def test_turning_points_tell_sinus_arrhythmia_from_af(monkeypatch):
+    # Both RR series are irregular enough for AF and come without P waves; the sinus
+    # arrhythmia rises and falls smoothly with breathing (every 8 beats), AF's intervals
+    # are random. Only the turning-point test tells them apart.
+    from ecgcore import rhythm
+
+    rng = np.random.default_rng(11)
+    beats = np.arange(150)
+    smooth = 0.85 + 0.2 * np.sin(2 * np.pi * beats / 8) + 0.005 * rng.standard_normal(150)
+    random = rng.uniform(0.55, 1.15, 150)
+    for rr, is_af in ((smooth, False), (random, True)):
+        rpeaks = (100 + np.cumsum(rr * FS)).astype(np.int64)
+        x = _synthetic_ecg(rpeaks, int(rpeaks[-1] + FS))
+        p = np.full(rpeaks.size, np.nan)
+        features = rhythm.af_features(rpeaks, FS)
+        turning = np.nanmedian(features["turning_points"])
+        assert (turning > 0.55) if is_af else (turning < 0.4)
+        monkeypatch.setattr(rhythm, "AF_MIN_TURNING_POINTS", None)
+        assert _intervals(ecg_rhythm(x, rpeaks, FS, p_peaks=p), "AFIB")
+        monkeypatch.setattr(rhythm, "AF_MIN_TURNING_POINTS", 0.5)
+        assert bool(_intervals(ecg_rhythm(x, rpeaks, FS, p_peaks=p), "AFIB")) is is_af
