@@ -516,12 +516,12 @@ def af_features(
                 d[k:] = np.abs(packed[k:] - packed[:-k])
             best = np.fmin(best, _rolling(d, window, "median") / med_rr)
         best[~np.isfinite(best)] = np.nan
-        irr = best[nearest_index(keep, rr.size)]
+        near = nearest_index(keep, rr.size)
+        irr = best[near]
         turns = np.full(packed.size, np.nan)
-        if packed.size >= 3:
-            a, b, c = packed[:-2], packed[1:-1], packed[2:]
-            turns[1:-1] = (((b > a) & (b > c)) | ((b < a) & (b < c))).astype(np.float64)
-        turning = _rolling(turns, window, "mean")[nearest_index(keep, rr.size)]
+        a, b, c = packed[:-2], packed[1:-1], packed[2:]
+        turns[1:-1] = (((b > a) & (b > c)) | ((b < a) & (b < c))).astype(np.float64)
+        turning = _rolling(turns, window, "mean")[near]
         out["turning_points"] = np.concatenate([[turning[0]], turning])
         step = np.full(rr.size, np.nan)
         jump = np.abs(np.diff(packed)) / med_rr[1:]

@@ -261,14 +261,14 @@ def evaluate_main(argv: list[str]) -> int:
     evaluation["matches_cards"] = not problems
     evaluation["card_differences"] = problems
     out = Path(args.json) if args.json else models_dir / "evaluation.json"
-    if out.exists():
-        # The training times are ecg train's, not this evaluation's: keep them.
-        try:
-            before = json.loads(out.read_text())
-        except (OSError, ValueError):
-            before = {}
+    # The training times are ecg train's, not this evaluation's: keep them.
+    try:
+        before = json.loads(out.read_text()) if out.exists() else {}
+    except (OSError, ValueError):
+        before = {}
+    if isinstance(before, dict):
         for key in ("training_seconds", "training_seconds_all_networks"):
-            if isinstance(before, dict) and key in before:
+            if key in before:
                 evaluation[key] = before[key]
     out.write_text(json.dumps(evaluation, indent=1))
     print(f"\nfigures written to {out}")

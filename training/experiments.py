@@ -206,7 +206,10 @@ def shift_grid(name: str) -> dict:
     files = sorted((cache_dir() / "cv-probs").glob(f"{name}@seed*.npz"))
     if not files:
         raise SystemExit(f"no saved CV predictions of {name}: run it first")
-    runs = [dict(np.load(f)) for f in files]
+    runs = []
+    for file in files:
+        with np.load(file) as saved:
+            runs.append({"true": saved["true"], "probs": saved["probs"]})
     rows = []
     for s_shift in SHIFT_VALUES:
         for v_shift in SHIFT_VALUES:
