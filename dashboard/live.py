@@ -351,6 +351,8 @@ class LiveSession:
         )
         try:
             classify_beats(self._classifiers, inputs)
+            # A 20 s buffer at a fast rate holds more beats than the smallest batch size.
+            classify_beats(self._classifiers, inputs.subset(np.zeros(40, dtype=np.int64)))
         except EcgError as error:
             self.notices.append(f"the beat classifiers cannot run ({error}): beats are "
                                 "detected but not labelled")
@@ -552,13 +554,19 @@ class LiveSession:
         chosen = np.searchsorted(ok_index, [i for i, _ in new])
         labels = None
         if self._classifiers is not None:
+            from ecgcore.analysis import morphology_checked_labels
             from ecgcore.beats import beat_inputs
             from ecgcore.inference import classify_beats
             from ecgcore.signal import INTERNAL_FS
 
-            # Every beat in the buffer gives context (template, RR); only the new are run.
+            # Every beat in the buffer gives context (template, RR) and is run: the
+            # morphology rule compares each beat with its neighbours the network calls N.
             inputs = beat_inputs(x360, rpeaks_ok, INTERNAL_FS)
-            labels = classify_beats(self._classifiers, inputs.subset(chosen))
+            every = classify_beats(self._classifiers, inputs)
+            checked, _ = morphology_checked_labels(inputs.waveforms, every["aami_probs"])
+            labels = {key: every[key][chosen] for key in
+                      ("aami_probs", "binary", "binary_p_abnormal")}
+            labels["aami"] = checked[chosen]
         done, done_wall = time.monotonic(), time.time()
         out = []
         for k, (i, next_known) in enumerate(new):
@@ -568,7 +576,7 @@ class LiveSession:
             if labels is not None:
                 probs = labels["aami_probs"][k]
                 aami = str(labels["aami"][k])
-                aami_p = float(np.max(probs))
+                aami_p = float(probs[AAMI_CLASSES.index(aami)])
                 binary = str(labels["binary"][k])
                 p_abn = float(labels["binary_p_abnormal"][k])
                 binary_p = p_abn if binary == "abnormal" else 1.0 - p_abn

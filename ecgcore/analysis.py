@@ -41,6 +41,16 @@ DS1 and DS2 labelled ``a``, aberrated atrial premature, inside its AF/AFL episod
 evaluate`` counts them.)"""
 RHYTHM_RULE_NOTE = "S -> N: no premature atrial beat during AFIB/AFL"
 """What the per-beat ``rule`` field of :meth:`Analysis.to_dict` says when the rule applied."""
+V_NORMAL_QRS_CORRELATION = 0.96
+"""A beat the five-class network calls V keeps that label only while its QRS correlates
+less than this with the neighbouring beats called N (:func:`morphology_rule_mask`).
+Chosen by patient-wise cross-validation inside DS1 (``python -m training.experiments
+--morphology-grid``)."""
+MORPHOLOGY_RULE_CLASSES = ("N", "S", "F", "Q")
+"""The classes a beat overruled by the morphology rule may take (its most probable)."""
+MORPHOLOGY_RULE_NOTE = ("V -> next most probable class: the QRS is shaped like the "
+                        "neighbouring N beats'")
+"""What the per-beat ``rule`` field says when the morphology rule applied."""
 
 
 def in_rhythm(
@@ -90,6 +100,92 @@ def rhythm_rule_mask(
     return in_rhythm(r, rhythm) & (labels == "S")
 
 
+def morphology_rule_mask(
+    aami_probs: np.ndarray,
+    normal_qrs_correlation: np.ndarray,
+    threshold: float = V_NORMAL_QRS_CORRELATION,
+) -> np.ndarray:
+    """Beats whose five-class label V is overruled by their QRS shape.
+
+    A ventricular beat is not conducted through the bundle branches, so its QRS differs
+    from the patient's conducted beats; a beat the network calls V whose QRS correlates at
+    ``threshold`` or more with the median QRS of the neighbouring beats called N
+    (:func:`ecgcore.beats.normal_qrs_correlation`) takes its next most probable class
+    (:func:`overruled_labels`). The network sees the same waveform but judges it against
+    the whole record's median beat and the rhythm; the local reference catches its false
+    V calls in irregular rhythms.
+
+    Parameters
+    ----------
+    aami_probs : np.ndarray
+        ``(n, 5)`` five-class probabilities.
+    normal_qrs_correlation : np.ndarray
+        ``(n,)``; NaN (too few beats called N) never overrules.
+    threshold : float
+        :data:`V_NORMAL_QRS_CORRELATION` unless testing another.
+
+    Returns
+    -------
+    np.ndarray of bool
+    """
+    probs = np.asarray(aami_probs)
+    corr = np.asarray(normal_qrs_correlation, dtype=np.float64).ravel()
+    if corr.size != probs.shape[0]:
+        raise ValueError(f"{corr.size} correlations for {probs.shape[0]} beats")
+    if corr.size == 0:
+        return np.zeros(0, dtype=bool)
+    with np.errstate(invalid="ignore"):
+        return (np.argmax(probs, axis=1) == AAMI_CLASSES.index("V")) & (corr >= threshold)
+
+
+def overruled_labels(
+    aami_probs: np.ndarray, overruled: np.ndarray, to: tuple[str, ...] | None = None
+) -> np.ndarray:
+    """The five-class labels, the V of ``overruled`` beats replaced by their next best class.
+
+    ``to``: the classes an overruled beat may take (:data:`MORPHOLOGY_RULE_CLASSES`
+    unless testing others), the most probable of them.
+    """
+    to = MORPHOLOGY_RULE_CLASSES if to is None else to
+    probs = np.array(aami_probs, dtype=np.float64)
+    if probs.shape[0] == 0:
+        return np.zeros(0, dtype="<U1")
+    labels = np.asarray(AAMI_CLASSES)[np.argmax(probs, axis=1)]
+    rows = np.flatnonzero(np.asarray(overruled, dtype=bool))
+    allowed = [AAMI_CLASSES.index(c) for c in to]
+    best = np.argmax(probs[np.ix_(rows, allowed)], axis=1) if rows.size else rows
+    labels[rows] = np.asarray(to)[best]
+    return labels
+
+
+def morphology_checked_labels(
+    waveforms: np.ndarray, aami_probs: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """The five-class labels after the morphology rule, and that rule's input.
+
+    Parameters
+    ----------
+    waveforms : np.ndarray
+        The beats' windows (:attr:`ecgcore.beats.BeatInputs.waveforms`), all beats of the
+        recording in order: each beat is compared with its neighbours.
+    aami_probs : np.ndarray
+        ``(n, 5)`` five-class probabilities of those beats.
+
+    Returns
+    -------
+    (labels, normal_qrs_correlation)
+        ``(n,)`` labels ``"N"`` ... ``"Q"`` (:func:`overruled_labels` of
+        :func:`morphology_rule_mask`) and ``(n,)`` correlations
+        (:func:`ecgcore.beats.normal_qrs_correlation` with the beats the network calls N).
+    """
+    from ecgcore.beats import normal_qrs_correlation
+
+    probs = np.asarray(aami_probs)
+    network = np.argmax(probs, axis=1) if probs.shape[0] else np.zeros(0, dtype=np.int64)
+    corr = normal_qrs_correlation(waveforms, network == AAMI_CLASSES.index("N"))
+    return overruled_labels(probs, morphology_rule_mask(probs, corr)), corr
+
+
 @dataclass
 class Analysis:
     """Everything ecgcore found in one lead of one recording.
@@ -109,7 +205,10 @@ class Analysis:
         never changed by the rhythm rule; see :attr:`binary_labels`).
     aami_probs : np.ndarray or None
         ``(n_beats, 5)`` probabilities of N, S, V, F, Q (the network's output, never
-        changed by the rhythm rule; see :attr:`aami_labels`).
+        changed by the rules; see :attr:`aami_labels`).
+    normal_qrs_correlation : np.ndarray or None
+        Per beat, :func:`ecgcore.beats.normal_qrs_correlation` with the beats the
+        five-class network calls N (the morphology rule's input).
     rhythm : list of dict
         Episodes ``{"label", "start", "end"}``.
     rhythm_summary : dict
@@ -131,6 +230,7 @@ class Analysis:
     points: dict[str, np.ndarray]
     binary_p_abnormal: np.ndarray | None = None
     aami_probs: np.ndarray | None = None
+    normal_qrs_correlation: np.ndarray | None = None
     rhythm: list[dict[str, Any]] = field(default_factory=list)
     rhythm_summary: dict[str, Any] = field(default_factory=dict)
     hrv: dict[str, Any] = field(default_factory=dict)
@@ -150,13 +250,32 @@ class Analysis:
         return np.asarray(AAMI_CLASSES)[np.argmax(self.aami_probs, axis=1)]
 
     @property
+    def morphology_rule(self) -> np.ndarray | None:
+        """Beats whose V label was overruled by their QRS shape (:func:`morphology_rule_mask`)."""
+        if self.aami_probs is None:
+            return None
+        if self.normal_qrs_correlation is None:
+            return np.zeros(self.n_beats, dtype=bool)
+        return morphology_rule_mask(self.aami_probs, self.normal_qrs_correlation)
+
+    @property
+    def aami_beat_labels(self) -> np.ndarray | None:
+        """The five-class labels after the morphology rule, before the rhythm rule.
+
+        What the rhythm (:func:`ecgcore.rhythm.ecg_rhythm`) is found from.
+        """
+        if self.aami_probs is None:
+            return None
+        return overruled_labels(self.aami_probs, self.morphology_rule)
+
+    @property
     def rhythm_rule(self) -> np.ndarray | None:
         """Beats whose labels were set by the rhythm rule (:func:`rhythm_rule_mask`).
 
-        Derived from the rhythm episodes, the R peaks and the network's labels, so an
+        Derived from the rhythm episodes, the R peaks and :attr:`aami_beat_labels`, so an
         analysis read back from the cache carries the same rule without storing it.
         """
-        labels = self.aami_network_labels
+        labels = self.aami_beat_labels
         if labels is None:
             return None
         return rhythm_rule_mask(self.rpeaks, labels, self.rhythm)
@@ -165,10 +284,12 @@ class Analysis:
     def aami_labels(self) -> np.ndarray | None:
         """The served five-class label of each beat, or None without the model.
 
-        The network's label, except S -> N inside atrial fibrillation or flutter
-        (:func:`rhythm_rule_mask`); :attr:`aami_probs` keeps what the network said.
+        The network's label, except V -> its next most probable class where the QRS is
+        shaped like the neighbouring N beats' (:func:`morphology_rule_mask`), then S -> N
+        inside atrial fibrillation or flutter (:func:`rhythm_rule_mask`);
+        :attr:`aami_probs` keeps what the network said.
         """
-        labels = self.aami_network_labels
+        labels = self.aami_beat_labels
         if labels is None:
             return None
         return np.where(self.rhythm_rule, "N", labels)
@@ -237,6 +358,9 @@ class Analysis:
         rule = self.rhythm_rule
         if rule is None:
             rule = np.zeros(self.n_beats, dtype=bool)
+        morphology = self.morphology_rule
+        if morphology is None:
+            morphology = np.zeros(self.n_beats, dtype=bool)
         for i in range(self.n_beats):
             beat: dict[str, Any] = {"r_peak": int(self.rpeaks[i])}
             for name, values in self.points.items():
@@ -244,6 +368,10 @@ class Analysis:
             # "label" is what is served; "network_label" and the probabilities are what
             # the network said; "rule" names the rule that changed the label, if any.
             why = RHYTHM_RULE_NOTE if rule[i] else None
+            why_aami = "; ".join(
+                note for note, applied in ((MORPHOLOGY_RULE_NOTE, morphology[i]),
+                                           (RHYTHM_RULE_NOTE, rule[i])) if applied
+            ) or None
             if self.binary_p_abnormal is not None and binary is not None:
                 beat["binary"] = {
                     "label": str(binary[i]),
@@ -257,7 +385,7 @@ class Analysis:
                 beat["aami"] = {
                     "label": str(labels[i]),
                     "network_label": str(network[i]),
-                    "rule": why,
+                    "rule": why_aami,
                     "probs": {
                         c: round(float(p), 5)
                         for c, p in zip(AAMI_CLASSES, self.aami_probs[i], strict=True)
@@ -369,16 +497,18 @@ def analyze(
     points360 = ecg_delineate(x360, rpeaks360, INTERNAL_FS)
     timing["delineate"] = time.perf_counter() - start
 
-    binary = aami = None
+    binary = aami = qrs_corr = labels360 = None
     start = time.perf_counter()
     if classify and rpeaks360.size:
         from ecgcore.beats import beat_inputs
         from ecgcore.inference import classify_beats, load_classifiers
 
         models = classifiers if classifiers is not None else load_classifiers()
-        result = classify_beats(models, beat_inputs(x360, rpeaks360, INTERNAL_FS))
+        inputs = beat_inputs(x360, rpeaks360, INTERNAL_FS)
+        result = classify_beats(models, inputs)
         binary = result["binary_p_abnormal"]
         aami = result["aami_probs"]
+        labels360, qrs_corr = morphology_checked_labels(inputs.waveforms, aami)
     timing["classify"] = time.perf_counter() - start
 
     start = time.perf_counter()
@@ -389,7 +519,6 @@ def analyze(
     if raw_missing.any():
         nearest = np.round(np.arange(x360.size) * recording.fs / INTERNAL_FS).astype(np.int64)
         missing360 = raw_missing[np.clip(nearest, 0, raw_missing.size - 1)]
-    labels360 = None if aami is None else np.asarray(AAMI_CLASSES)[np.argmax(aami, axis=1)]
     episodes360 = ecg_rhythm(
         x360,
         rpeaks360,
@@ -398,8 +527,8 @@ def analyze(
         p_peaks=points360["p_peak"],
         missing=missing360,
     )
-    # The rhythm is found from the network's own labels (S beats are left out of the AF
-    # RR series) and only then does the rhythm rule turn S into N inside AF/AFL (the
+    # The rhythm is found from the labels after the morphology rule (S beats are left out
+    # of the AF RR series) and only then does the rhythm rule turn S into N inside AF/AFL (the
     # Analysis properties apply it). It is applied once and never fed back: feeding the
     # relabelled beats to ecg_rhythm again would put them into the irregularity series
     # and could grow the episodes that relabelled them.
@@ -431,6 +560,7 @@ def analyze(
         points=points,
         binary_p_abnormal=binary,
         aami_probs=aami,
+        normal_qrs_correlation=qrs_corr,
         rhythm=rhythm,
         rhythm_summary=summary,
         hrv=hrv,

@@ -141,6 +141,9 @@ def save_analysis(key: str, analysis: Analysis, folder: Path | None = None) -> N
         arrays["binary_p_abnormal"] = np.asarray(analysis.binary_p_abnormal, dtype=np.float32)
     if analysis.aami_probs is not None:
         arrays["aami_probs"] = np.asarray(analysis.aami_probs, dtype=np.float32)
+    if analysis.normal_qrs_correlation is not None:
+        arrays["normal_qrs_correlation"] = np.asarray(analysis.normal_qrs_correlation,
+                                                      dtype=np.float64)
     meta = {
         "source": analysis.source,
         "fs": analysis.fs,
@@ -179,6 +182,7 @@ def load_analysis(key: str, folder: Path | None = None) -> Analysis | None:
         points=points,
         binary_p_abnormal=arrays.get("binary_p_abnormal"),
         aami_probs=arrays.get("aami_probs"),
+        normal_qrs_correlation=arrays.get("normal_qrs_correlation"),
         rhythm=list(meta.get("rhythm", [])),
         rhythm_summary=dict(meta.get("rhythm_summary", {})),
         hrv=dict(meta.get("hrv", {})),

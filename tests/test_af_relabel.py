@@ -64,7 +64,8 @@ def test_no_s_label_inside_detected_af(analyses, record):
     _, a = analyses[record]
     inside = _inside(a)
     assert inside.sum() > 100, f"{record}: the detector found no AF to test the rule on"
-    served, network = a.aami_labels, a.aami_network_labels
+    # The rhythm rule comes after the morphology rule: compare with the labels before it.
+    served, network = a.aami_labels, a.aami_beat_labels
     assert not np.any(served[inside] == "S")
     # Outside AF/AFL nothing changes; inside, only S became N.
     np.testing.assert_array_equal(served[~inside], network[~inside])
@@ -77,33 +78,37 @@ def test_the_rule_keeps_what_the_network_said(analyses):
     recording, a = analyses["219"]
     rule = a.rhythm_rule
     assert rule.sum() >= 20, "219: the network called S inside AF; the rule should see them"
-    # The probabilities are the network's own: their argmax is still S on relabelled beats.
-    assert np.all(np.argmax(a.aami_probs[rule], axis=1) == AAMI_CLASSES.index("S"))
+    # The probabilities are the network's own: their argmax is still S on relabelled beats
+    # (or V, for a beat the morphology rule had already turned to S).
+    assert np.all(a.aami_beat_labels[rule] == "S")
+    own = rule & ~a.morphology_rule
+    assert np.all(np.argmax(a.aami_probs[own], axis=1) == AAMI_CLASSES.index("S"))
     # Binary: abnormal -> normal only on relabelled beats.
     binary, binary_net = a.binary_labels, a.binary_network_labels
     assert np.all(binary[rule] == "normal")
     np.testing.assert_array_equal(binary[~rule], binary_net[~rule])
     assert np.any(binary_net[rule] == "abnormal")
     beats = a.to_dict()["beats"]
-    for i in np.flatnonzero(rule)[:50]:
+    for i in np.flatnonzero(own)[:50]:
         beat = beats[i]
         assert beat["aami"]["label"] == "N" and beat["aami"]["network_label"] == "S"
         assert beat["aami"]["rule"] == RHYTHM_RULE_NOTE
         assert max(beat["aami"]["probs"], key=beat["aami"]["probs"].get) == "S"
         assert beat["binary"]["label"] == "normal"
         assert beat["binary"]["p_abnormal"] == round(float(a.binary_p_abnormal[i]), 5)
-    for i in np.flatnonzero(~rule)[:50]:
+    for i in np.flatnonzero(~rule & ~a.morphology_rule)[:50]:
         assert beats[i]["aami"]["rule"] is None and beats[i]["binary"]["rule"] is None
 
 
-def test_rhythm_comes_from_the_network_labels_not_the_relabelled_ones(analyses):
-    """The AF detector sees the network's classes once; the rule is never fed back."""
+def test_rhythm_comes_from_the_labels_before_the_rhythm_rule(analyses):
+    """The AF detector sees the classes once (the network's, after the morphology rule);
+    the rhythm rule is never fed back."""
     from ecgcore.rhythm import ecg_rhythm
     from ecgcore.signal import INTERNAL_FS
 
     recording, a = analyses["219"]
     x360, _ = prepare_lead(recording, "MLII")  # MIT-BIH is at 360 Hz: same sample numbers
-    episodes = ecg_rhythm(x360, a.rpeaks, INTERNAL_FS, beat_classes=a.aami_network_labels,
+    episodes = ecg_rhythm(x360, a.rpeaks, INTERNAL_FS, beat_classes=a.aami_beat_labels,
                           p_peaks=a.points["p_peak"])
     last = recording.n_samples - 1  # analyze() clips an end to the last sample
     assert [(e["label"], e["start"], min(e["end"], last)) for e in episodes] == [
@@ -114,9 +119,9 @@ def test_the_rule_changes_nothing_without_af(analyses):
     _, a = analyses["100"]
     assert not _inside(a).any()
     assert not a.rhythm_rule.any()
-    np.testing.assert_array_equal(a.aami_labels, a.aami_network_labels)
+    np.testing.assert_array_equal(a.aami_labels, a.aami_beat_labels)
     np.testing.assert_array_equal(a.binary_labels, a.binary_network_labels)
-    assert all(b["aami"]["rule"] is None for b in a.to_dict()["beats"])
+    assert all(RHYTHM_RULE_NOTE not in (b["aami"]["rule"] or "") for b in a.to_dict()["beats"])
 
 
 def test_a_cached_analysis_serves_the_same_labels(analyses, tmp_path):

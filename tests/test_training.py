@@ -82,11 +82,17 @@ def test_quick_training_run_end_to_end(mitdb, tmp_path, capsys):
     reference = evaluation["reference"]["aami"]["n_beats"]
     assert sum(map(sum, e2e["confusion_with_missed_extra"][:5])) == reference
     assert "cards reproduced exactly" in capsys.readouterr().out
-    # End to end is reported with and without the rhythm rule; 100 and 232 have no AF, so
-    # the rule changes nothing there.
+    # End to end is reported with and without the rules; 100 and 232 have no AF, so the
+    # rhythm rule changes nothing there, and what differs is the morphology rule's doing.
     rule_free = evaluation["end_to_end"]["without_rhythm_rule"]["aami"]
     assert evaluation["end_to_end"]["rhythm_rule"]["relabelled_beats"] == 0
-    assert rule_free["confusion_with_missed_extra"] == e2e["confusion_with_missed_extra"]
+    morphology = evaluation["end_to_end"]["morphology_rule"]["relabelled_beats"]
+    free, served = (np.array(rule_free["confusion_with_missed_extra"]),
+                    np.array(e2e["confusion_with_missed_extra"]))
+    np.testing.assert_array_equal(free.sum(axis=1), served.sum(axis=1))
+    assert np.abs(free - served).sum() <= 2 * morphology
+    if morphology == 0:
+        np.testing.assert_array_equal(free, served)
     assert set(evaluation["end_to_end"]["binary_variants"]) == {
         "network", "rule_when_five_class_s", "rule_in_af_unless_five_class_vfq"}
 

@@ -138,7 +138,24 @@ def rhythm_rule_markdown(evaluation: dict, name: str) -> list[str]:
     rule = e2e.get("rhythm_rule")
     if not rule:
         return []
-    lines = ["## The rhythm rule (end to end only)", "",
+    lines = []
+    morphology = e2e.get("morphology_rule")
+    if morphology and name == "aami":
+        lines += ["## The morphology rule", "",
+                  f"Served five-class labels apply a rule to the network's: {morphology['rule']} "
+                  f"(QRS correlation >= {morphology['threshold']} with the median QRS of the "
+                  "nearby beats the network calls N, `ecgcore.analysis.morphology_rule_mask`; "
+                  "threshold chosen by patient-wise CV inside DS1, `python -m "
+                  "training.experiments --morphology-grid`). It applies both ways, at the "
+                  "reference positions and end to end.", "",
+                  f"End to end on the test records it relabelled {morphology['relabelled_beats']}"
+                  " beats; their reference classes (matched beats): "
+                  f"{morphology['relabelled_by_reference_class']}.", ""]
+        reference = (evaluation.get("reference") or {}).get("aami_network")
+        if reference:
+            lines += figures_markdown(reference, "DS2, reference positions, the network's own "
+                                                 "labels (without the morphology rule)")
+    lines += ["## The rhythm rule (end to end only)", "",
              f"Served labels apply one rule after the rhythm is known: {rule['rule']} "
              f"(episodes {', '.join(rule['rhythms'])} found by `ecgcore.rhythm.ecg_rhythm`). "
              "MIT-BIH labels no beat S during atrial fibrillation or flutter. The binary label "
@@ -169,7 +186,7 @@ def rhythm_rule_markdown(evaluation: dict, name: str) -> list[str]:
     without = (e2e.get("without_rhythm_rule") or {}).get(name)
     if without:
         lines += figures_markdown(without, "DS2, end to end, the network's own labels "
-                                           "(without the rhythm rule)")
+                                           "(without the morphology and rhythm rules)")
         if name == "binary":
             lines += [f"Abnormal Se {_pct(without['abnormal_sensitivity']).strip()} %, "
                       f"specificity {_pct(without['specificity']).strip()} %, abnormal +P "
@@ -325,16 +342,22 @@ def report_rhythm_rule(result: dict, name: str, *, tables: bool = True) -> None:
           f"beats relabelled, reference classes {rule['relabelled_by_reference_class']}; "
           f"the reference itself has {rule.get('reference_s_inside_reference_af_afl')} S "
           "beats inside its AF/AFL episodes (aberrated 'a'), beats the rule cannot get right")
+    morphology = result.get("morphology_rule")
+    if morphology:
+        print(f"{name} end to end, morphology rule ({morphology['rule']}, correlation >= "
+              f"{morphology['threshold']}): {morphology['relabelled_beats']} beats relabelled, "
+              f"reference classes {morphology['relabelled_by_reference_class']}")
     if tables:
         without = result["without_rhythm_rule"]
-        print_figures(f"{name} end to end WITHOUT the rhythm rule: aami", without["aami"])
+        print_figures(f"{name} end to end WITHOUT the rules (the network alone): aami",
+                      without["aami"])
     before, after = result["without_rhythm_rule"]["aami"], result["aami"]
 
     def se_ppv(fig: dict, c: str) -> str:
         pc = fig["per_class"][c]
         return f"{_pct(pc['sensitivity']).strip()}/{_pct(pc['ppv']).strip()}"
 
-    print(f"  five-class without -> with the rule: accuracy {_pct(before['accuracy']).strip()} "
+    print(f"  five-class network alone -> served: accuracy {_pct(before['accuracy']).strip()} "
           f"-> {_pct(after['accuracy']).strip()} %; " + "; ".join(
               f"{c} Se/+P {se_ppv(before, c)} -> {se_ppv(after, c)}" for c in AAMI_CLASSES))
     oracle = result.get("with_reference_rhythm")

@@ -118,6 +118,19 @@ def intra_patient_split(n: int) -> tuple[np.ndarray, np.ndarray]:
     return np.sort(order[n_test:]), np.sort(order[:n_test])
 
 
+def morphology_checked_predictions(beats, aami_probs: np.ndarray) -> np.ndarray:
+    """Class indices after the morphology rule, each record's beats compared among
+    themselves (:func:`ecgcore.analysis.morphology_checked_labels`)."""
+    from ecgcore.analysis import morphology_checked_labels
+
+    pred = np.argmax(aami_probs, axis=1) if len(beats) else np.zeros(0, dtype=np.int64)
+    for record in np.unique(beats.record):
+        mine = beats.record == record
+        labels, _ = morphology_checked_labels(beats.waveforms[mine], aami_probs[mine])
+        pred[mine] = [AAMI_CLASSES.index(c) for c in labels]
+    return pred
+
+
 def _both_figures(classifiers, beats) -> dict:
     from ecgcore.beats import BeatInputs
     from ecgcore.inference import classify_beats
@@ -125,9 +138,13 @@ def _both_figures(classifiers, beats) -> dict:
     out = classify_beats(
         classifiers, BeatInputs(beats.waveforms, beats.rr, beats.position)
     )
-    pred = np.argmax(out["aami_probs"], axis=1) if len(beats) else np.zeros(0, int)
+    pred = morphology_checked_predictions(beats, out["aami_probs"])
+    n = len(AAMI_CLASSES)
     return {
-        "aami": aami_figures(beats.labels, out["aami_probs"]),
+        "aami": figures_from_confusion(confusion(beats.labels, pred, n), AAMI_CLASSES),
+        "aami_network": aami_figures(beats.labels, out["aami_probs"]),
+        "morphology_rule_changed": int(np.sum(pred != np.argmax(out["aami_probs"], axis=1)))
+        if len(beats) else 0,
         "binary": binary_figures(beats.binary, out["binary_p_abnormal"]),
         "errors_by_record": per_record_errors(beats.record, beats.labels, pred),
     }
@@ -140,8 +157,9 @@ def evaluate_reference(classifiers, data_dir, records) -> dict:
     beats = build_dataset(data_dir, records)
     out = _both_figures(classifiers, beats)
     out["records"] = list(records)
-    out["note"] = ("the networks' own labels: the rhythm rule (S -> N inside AF/AFL) needs the "
-                   "rhythm detected on the whole record, which this way does not have")
+    out["note"] = ("five-class labels after the morphology rule ('aami_network': the network's "
+                   "own); the rhythm rule (S -> N inside AF/AFL) needs the rhythm detected on "
+                   "the whole record, which this way does not have")
     return out
 
 
@@ -189,7 +207,8 @@ def evaluate_intra(classifiers, data_dir, records) -> dict:
     out = _both_figures(classifiers, beats.take(test))
     out["records"] = list(records)
     out["note"] = ("LEAKY: random beat split, every patient on both sides; not a measure of "
-                   "performance on new patients")
+                   "performance on new patients. Five-class labels after the morphology rule, "
+                   "each test beat compared with the test beats of its record")
     return out
 
 
@@ -261,8 +280,10 @@ def evaluate_end_to_end(classifiers, data_dir, records, progress=None) -> dict:
     that class's PPV). Nothing is dropped.
     """
     from ecgcore.analysis import (
+        MORPHOLOGY_RULE_NOTE,
         NO_S_RHYTHMS,
         RHYTHM_RULE_NOTE,
+        V_NORMAL_QRS_CORRELATION,
         analyze,
         in_rhythm,
         rhythm_rule_mask,
@@ -293,9 +314,11 @@ def evaluate_end_to_end(classifiers, data_dir, records, progress=None) -> dict:
             pred = np.array([to_index[c] for c in analysis.aami_labels], dtype=np.int64)
             pred_net = np.array([to_index[c] for c in analysis.aami_network_labels],
                                 dtype=np.int64)
+            pred_beat = np.array([to_index[c] for c in analysis.aami_beat_labels],
+                                 dtype=np.int64)
             rule = analysis.rhythm_rule
         else:  # no beat found
-            pred = pred_net = np.zeros(k, dtype=np.int64)
+            pred = pred_net = pred_beat = np.zeros(k, dtype=np.int64)
             rule = np.zeros(k, dtype=bool)
         in_no_s = in_rhythm(analysis.rpeaks, analysis.rhythm)
         bin_net = (analysis.binary_network_labels == "abnormal").astype(np.int64) if k else (
@@ -308,9 +331,9 @@ def evaluate_end_to_end(classifiers, data_dir, records, progress=None) -> dict:
         ref_rhythm = [dict(e, label=e["label"].lstrip("("))
                       for e in reference_rhythm_episodes(ann.sample, list(ann.symbol),
                                                          list(ann.aux_note), recording.n_samples)]
-        rule_ref = rhythm_rule_mask(analysis.rpeaks, np.asarray(AAMI_CLASSES)[pred_net],
+        rule_ref = rhythm_rule_mask(analysis.rpeaks, np.asarray(AAMI_CLASSES)[pred_beat],
                                     ref_rhythm) if k else np.zeros(0, dtype=bool)
-        errors_oracle = oracle.add(match, labels, np.where(rule_ref, 0, pred_net))
+        errors_oracle = oracle.add(match, labels, np.where(rule_ref, 0, pred_beat))
         errors = served.add(match, labels, pred)
         errors_net = network.add(match, labels, pred_net)
         binary["network"].add(match, true_bin, bin_net)
@@ -325,6 +348,11 @@ def evaluate_end_to_end(classifiers, data_dir, records, progress=None) -> dict:
             "missed": int(match.missed.size), "extra": int(match.extra.size),
             "errors": errors, "errors_without_rhythm_rule": errors_net,
             "beats_in_af_afl": int(in_no_s.sum()), "relabelled_by_rhythm_rule": int(rule.sum()),
+            "relabelled_by_morphology_rule": int(np.sum(pred_beat != pred_net)),
+            "morphology_rule_by_reference_class": {
+                c: int(np.sum((pred_beat != pred_net)[match.test_index]
+                              & (labels[match.ref_index] == i)))
+                for i, c in enumerate(AAMI_CLASSES)},
             "relabelled_by_reference_class": {
                 c: int(v) for c, v in zip(AAMI_CLASSES, by_class, strict=True)},
             "relabelled_inside_reference_af_afl": int((rule & rule_ref).sum()),
@@ -352,6 +380,15 @@ def evaluate_end_to_end(classifiers, data_dir, records, progress=None) -> dict:
             "missed": int(full[:n, n].sum()),
             "extra": int(full[n, :n].sum()),
             "tolerance_s": MATCH_TOLERANCE_S,
+        },
+        "morphology_rule": {
+            "rule": MORPHOLOGY_RULE_NOTE,
+            "threshold": V_NORMAL_QRS_CORRELATION,
+            "relabelled_beats": int(sum(v["relabelled_by_morphology_rule"]
+                                        for v in per_record.values())),
+            "relabelled_by_reference_class": {
+                c: int(sum(v["morphology_rule_by_reference_class"][c]
+                           for v in per_record.values())) for c in AAMI_CLASSES},
         },
         "rhythm_rule": {
             "rule": RHYTHM_RULE_NOTE,

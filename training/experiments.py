@@ -20,7 +20,7 @@ import numpy as np
 
 from ecgcore.beats import RR_FEATURE_NAMES
 from training.architectures import SMALL_WIDE_RR, ArchConfig
-from training.dataset import DS1, build_dataset, cache_dir
+from training.dataset import AAMI_CLASSES, DS1, build_dataset, cache_dir
 from training.evaluate import aami_figures, binary_figures, summary_score
 from training.train import TrainConfig, cross_validate, shift_probabilities
 
@@ -33,6 +33,16 @@ SHIFT_VALUES = (-1.0, -0.5, 0.0, 0.5, 1.0, 1.5, 2.0)
 SHIFT_RULE = ("the highest score averaged over the seeds; among shifts within 0.002 of it, "
               "the smallest total shift (what the predictions cannot tell apart stays as the "
               "network has it)")
+
+MORPHOLOGY_GRID = HERE / "morphology_grid.json"
+MORPHOLOGY_THRESHOLDS = (0.8, 0.85, 0.88, 0.9, 0.92, 0.94, 0.96, 0.98)
+"""QRS correlations tried by ``--morphology-grid`` (see
+:func:`ecgcore.analysis.morphology_rule_mask`)."""
+MORPHOLOGY_TARGETS = (("N", "S", "F", "Q"), ("N", "S"))
+"""The classes an overruled V may take, tried by ``--morphology-grid``."""
+MORPHOLOGY_RULE = ("the highest score averaged over the seeds, 'off' included; among settings "
+                   "within 0.002 of it, the highest threshold (fewest beats changed), then "
+                   "the most target classes (the network's own next choice)")
 
 BASE = TrainConfig(epochs=12, arch=ArchConfig())
 SMALL = ArchConfig(filters=(8, 16, 32), stem_stride=3)
@@ -203,13 +213,8 @@ def shift_grid(name: str) -> dict:
     The choice: :data:`SHIFT_RULE`. Scored on the same predictions it is chosen on, so the
     chosen shift's CV figures are optimistic; DS2 tells.
     """
-    files = sorted((cache_dir() / "cv-probs").glob(f"{name}@seed*.npz"))
-    if not files:
-        raise SystemExit(f"no saved CV predictions of {name}: run it first")
-    runs = []
-    for file in files:
-        with np.load(file) as saved:
-            runs.append({"true": saved["true"], "probs": saved["probs"]})
+    saved = _saved_cv_predictions(name)
+    runs = [run for _, run in saved]
     rows = []
     for s_shift in SHIFT_VALUES:
         for v_shift in SHIFT_VALUES:
@@ -221,8 +226,81 @@ def shift_grid(name: str) -> dict:
     best = max(r["mean"] for r in rows)
     tied = [r for r in rows if r["mean"] >= best - 0.002]
     chosen = min(tied, key=lambda r: (sum(abs(x) for x in r["shift"]), -r["mean"]))
-    return {"name": name, "seeds": [f.stem.split("@seed")[1] for f in files], "grid": rows,
+    return {"name": name, "seeds": [seed for seed, _ in saved], "grid": rows,
             "chosen": chosen, "rule": SHIFT_RULE,
+            "date": datetime.now(UTC).isoformat(timespec="seconds")}
+
+
+def _saved_cv_predictions(name: str) -> list[tuple[str, dict]]:
+    files = sorted((cache_dir() / "cv-probs").glob(f"{name}@seed*.npz"))
+    if not files:
+        raise SystemExit(f"no saved CV predictions of {name}: run it first")
+    runs = []
+    for file in files:
+        with np.load(file) as saved:
+            runs.append((file.stem.split("@seed")[1],
+                         {"true": saved["true"], "probs": saved["probs"]}))
+    return runs
+
+
+def morphology_grid(name: str) -> dict:
+    """Score the morphology rule (:func:`ecgcore.analysis.morphology_rule_mask`) per
+    threshold of :data:`MORPHOLOGY_THRESHOLDS` and target classes of
+    :data:`MORPHOLOGY_TARGETS` on the saved held-out predictions of ``name``.
+
+    Each held-out beat is compared with the beats of its own record that the fold's
+    network called N, as ``ecg analyze`` does. The choice: :data:`MORPHOLOGY_RULE`.
+    """
+    from ecgcore.analysis import morphology_rule_mask, overruled_labels
+    from ecgcore.beats import normal_qrs_correlation
+    from training.dataset import patient_folds
+
+    runs = _saved_cv_predictions(name)
+    beats = build_dataset(records=DS1)
+    # cross_validate concatenates the held-out folds in order.
+    order = np.concatenate([np.flatnonzero(np.isin(beats.record, held))
+                            for held in patient_folds(beats, 4)])
+    records = beats.record[order]
+    waveforms = beats.waveforms[order]
+    rows: dict[tuple, list[float]] = {}
+    detail: dict[tuple, list[dict]] = {}
+    for _, run in runs:
+        true, probs = run["true"], run["probs"]
+        if not np.array_equal(true, beats.labels[order]):
+            raise SystemExit(f"the saved predictions of {name} are not of the current DS1 beats")
+        corr = np.full(true.size, np.nan)
+        network_n = np.argmax(probs, axis=1) == 0
+        for record in np.unique(records):
+            mine = records == record
+            corr[mine] = normal_qrs_correlation(waveforms[mine], network_n[mine])
+        settings = [("off", None, None)] + [
+            (f"{t} to {''.join(to)}", t, to)
+            for t in MORPHOLOGY_THRESHOLDS for to in MORPHOLOGY_TARGETS]
+        for label, threshold, to in settings:
+            if threshold is None:
+                pred = np.argmax(probs, axis=1)
+                changed = 0
+            else:
+                mask = morphology_rule_mask(probs, corr, threshold)
+                pred = np.array([AAMI_CLASSES.index(c) for c in overruled_labels(probs, mask, to)])
+                changed = int(mask.sum())
+            fig = aami_figures(true, np.eye(probs.shape[1])[pred])
+            key = (label, threshold, to)
+            rows.setdefault(key, []).append(summary_score(fig))
+            pc = fig["per_class"]
+            detail.setdefault(key, []).append({
+                "changed": changed, "true_v_changed": int(
+                    0 if threshold is None else (true[mask] == AAMI_CLASSES.index("V")).sum()),
+                **{f"{c}_{k}": pc[c][k] for c in ("S", "V") for k in ("sensitivity", "ppv")}})
+    table = [{"setting": k[0], "threshold": k[1], "to": None if k[2] is None else list(k[2]),
+              "scores": [round(x, 4) for x in v], "mean": round(float(np.mean(v)), 4),
+              "per_seed": detail[k]} for k, v in rows.items()]
+    best = max(r["mean"] for r in table)
+    tied = [r for r in table if r["mean"] >= best - 0.002]
+    chosen = max(tied, key=lambda r: (2.0 if r["threshold"] is None else r["threshold"],
+                                      len(r["to"] or ())))
+    return {"name": name, "seeds": [seed for seed, _ in runs], "grid": table,
+            "chosen": chosen, "rule": MORPHOLOGY_RULE,
             "date": datetime.now(UTC).isoformat(timespec="seconds")}
 
 
@@ -286,6 +364,29 @@ def write_report(results: list[dict]) -> None:
             lines.append(f"| {row['shift'][1]} | {row['shift'][2]} | "
                          f"{', '.join(f'{x:.3f}' for x in row['scores'])} | {row['mean']:.3f} |")
         lines.append("")
+    if MORPHOLOGY_GRID.exists():
+        grid = json.loads(MORPHOLOGY_GRID.read_text())
+        chosen = grid["chosen"]
+        lines += [f"## Morphology rule grid on the CV predictions of {grid['name']}", "",
+                  f"Seeds {', '.join(grid['seeds'])}. A beat the network calls V whose QRS "
+                  "correlates at the threshold or more with the median QRS of the nearby "
+                  "beats of its record that the network calls N takes its most probable "
+                  "class among the targets (`ecgcore.analysis.morphology_rule_mask`). "
+                  f"Rule: {grid['rule']}. Chosen: {chosen['setting']} (mean score "
+                  f"{chosen['mean']:.3f}). Scored on the same predictions it is chosen on.",
+                  "", "| setting | score per seed | mean | beats changed per seed | true V "
+                  "among them | V Se/+P per seed | S Se/+P per seed |",
+                  "|---|---|---|---|---|---|---|"]
+        for row in grid["grid"]:
+            d = row["per_seed"]
+            lines.append(
+                f"| {row['setting']} | {', '.join(f'{x:.3f}' for x in row['scores'])} | "
+                f"{row['mean']:.3f} | {', '.join(str(x['changed']) for x in d)} | "
+                f"{', '.join(str(x['true_v_changed']) for x in d)} | "
+                + ", ".join(f"{_pct(x['V_sensitivity'])}/{_pct(x['V_ppv'])}" for x in d)
+                + " | " + ", ".join(f"{_pct(x['S_sensitivity'])}/{_pct(x['S_ppv'])}"
+                                    for x in d) + " |")
+        lines.append("")
     REPORT.write_text("\n".join(lines) + "\n")
 
 
@@ -309,6 +410,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--shift-grid", metavar="NAME",
                         help="choose S and V logit shifts on NAME's saved CV predictions "
                         "(writes training/shift_grid.json)")
+    parser.add_argument("--morphology-grid", metavar="NAME",
+                        help="choose the morphology rule's threshold on NAME's saved CV "
+                        "predictions (writes training/morphology_grid.json)")
     parser.add_argument("--seed", type=int, default=0,
                         help="first seed of the folds' networks; a run with another seed than "
                         "0 is recorded as NAME@seedK, beside the seed-0 run (the seed spread)")
@@ -318,6 +422,10 @@ def main(argv: list[str] | None = None) -> int:
         grid = shift_grid(args.shift_grid)
         SHIFT_GRID.write_text(json.dumps(grid, indent=1))
         print(f"chosen shift {grid['chosen']['shift']} (mean score {grid['chosen']['mean']})")
+    if args.morphology_grid:
+        grid = morphology_grid(args.morphology_grid)
+        MORPHOLOGY_GRID.write_text(json.dumps(grid, indent=1))
+        print(f"chosen {grid['chosen']['setting']} (mean score {grid['chosen']['mean']})")
     for name in [] if args.report_only else args.names:
         result = run(name, seed=args.seed, log=lambda s: print(s, flush=True))
         if args.seed:
