@@ -43,13 +43,17 @@ RHYTHM_RULE_NOTE = "S -> N: no premature atrial beat during AFIB/AFL"
 """What the per-beat ``rule`` field of :meth:`Analysis.to_dict` says when the rule applied."""
 V_NORMAL_QRS_CORRELATION = 0.96
 """A beat the five-class network calls V keeps that label only while its QRS correlates
-less than this with the neighbouring beats called N (:func:`morphology_rule_mask`).
-Chosen by patient-wise cross-validation inside DS1 (``python -m training.experiments
---morphology-grid``)."""
+less than this with the neighbouring beats called N (:func:`morphology_rule_mask`)."""
+S_NORMAL_QRS_CORRELATION = 0.92
+"""A beat the five-class network calls S keeps that label only while its QRS correlates
+this much or more with the neighbouring beats called N (:func:`morphology_rule_mask`).
+Both thresholds are chosen by patient-wise cross-validation inside DS1 (``python -m
+training.experiments --morphology-grid``); ``None`` switches a part off."""
 MORPHOLOGY_RULE_CLASSES = ("N", "S", "F", "Q")
-"""The classes a beat overruled by the morphology rule may take (its most probable)."""
-MORPHOLOGY_RULE_NOTE = ("V -> next most probable class: the QRS is shaped like the "
-                        "neighbouring N beats'")
+"""The classes a V call overruled by the morphology rule may take (its most probable);
+an overruled S call becomes V."""
+MORPHOLOGY_RULE_NOTE = ("QRS shape: V -> next most probable class where it is shaped like the "
+                        "neighbouring N beats', S -> V where it is not")
 """What the per-beat ``rule`` field says when the morphology rule applied."""
 
 
@@ -103,17 +107,20 @@ def rhythm_rule_mask(
 def morphology_rule_mask(
     aami_probs: np.ndarray,
     normal_qrs_correlation: np.ndarray,
-    threshold: float = V_NORMAL_QRS_CORRELATION,
+    v_threshold: float | None = V_NORMAL_QRS_CORRELATION,
+    s_threshold: float | None = S_NORMAL_QRS_CORRELATION,
 ) -> np.ndarray:
-    """Beats whose five-class label V is overruled by their QRS shape.
+    """Beats whose five-class label V or S is overruled by their QRS shape.
 
     A ventricular beat is not conducted through the bundle branches, so its QRS differs
-    from the patient's conducted beats; a beat the network calls V whose QRS correlates at
-    ``threshold`` or more with the median QRS of the neighbouring beats called N
-    (:func:`ecgcore.beats.normal_qrs_correlation`) takes its next most probable class
-    (:func:`overruled_labels`). The network sees the same waveform but judges it against
-    the whole record's median beat and the rhythm; the local reference catches its false
-    V calls in irregular rhythms.
+    from the patient's conducted beats; a supraventricular one is conducted, so its QRS
+    is theirs. The reference is the median QRS of the neighbouring beats the network
+    calls N (:func:`ecgcore.beats.normal_qrs_correlation`). A V call whose QRS correlates
+    with it at ``v_threshold`` or more, and an S call whose QRS correlates less than
+    ``s_threshold``, are overruled (:func:`overruled_labels`). The network sees the same
+    waveform but judges it against the whole record's median beat and the rhythm; the
+    local reference catches its V calls on conducted beats in irregular rhythms and its S
+    calls on premature ventricular beats.
 
     Parameters
     ----------
@@ -121,8 +128,9 @@ def morphology_rule_mask(
         ``(n, 5)`` five-class probabilities.
     normal_qrs_correlation : np.ndarray
         ``(n,)``; NaN (too few beats called N) never overrules.
-    threshold : float
-        :data:`V_NORMAL_QRS_CORRELATION` unless testing another.
+    v_threshold, s_threshold : float or None
+        :data:`V_NORMAL_QRS_CORRELATION` and :data:`S_NORMAL_QRS_CORRELATION` unless
+        testing others; None leaves that class alone.
 
     Returns
     -------
@@ -132,29 +140,39 @@ def morphology_rule_mask(
     corr = np.asarray(normal_qrs_correlation, dtype=np.float64).ravel()
     if corr.size != probs.shape[0]:
         raise ValueError(f"{corr.size} correlations for {probs.shape[0]} beats")
+    mask = np.zeros(corr.size, dtype=bool)
     if corr.size == 0:
-        return np.zeros(0, dtype=bool)
-    with np.errstate(invalid="ignore"):
-        return (np.argmax(probs, axis=1) == AAMI_CLASSES.index("V")) & (corr >= threshold)
+        return mask
+    network = np.argmax(probs, axis=1)
+    known = np.isfinite(corr)
+    safe = np.where(known, corr, 0.0)
+    if v_threshold is not None:
+        mask |= known & (network == AAMI_CLASSES.index("V")) & (safe >= v_threshold)
+    if s_threshold is not None:
+        mask |= known & (network == AAMI_CLASSES.index("S")) & (safe < s_threshold)
+    return mask
 
 
 def overruled_labels(
     aami_probs: np.ndarray, overruled: np.ndarray, to: tuple[str, ...] | None = None
 ) -> np.ndarray:
-    """The five-class labels, the V of ``overruled`` beats replaced by their next best class.
+    """The five-class labels with the ``overruled`` beats' V or S replaced.
 
-    ``to``: the classes an overruled beat may take (:data:`MORPHOLOGY_RULE_CLASSES`
-    unless testing others), the most probable of them.
+    An overruled V takes its most probable class among ``to``
+    (:data:`MORPHOLOGY_RULE_CLASSES` unless testing others); an overruled S becomes V.
     """
     to = MORPHOLOGY_RULE_CLASSES if to is None else to
     probs = np.array(aami_probs, dtype=np.float64)
     if probs.shape[0] == 0:
         return np.zeros(0, dtype="<U1")
     labels = np.asarray(AAMI_CLASSES)[np.argmax(probs, axis=1)]
-    rows = np.flatnonzero(np.asarray(overruled, dtype=bool))
+    overruled = np.asarray(overruled, dtype=bool)
+    rows = np.flatnonzero(overruled & (labels == "V"))
     allowed = [AAMI_CLASSES.index(c) for c in to]
     best = np.argmax(probs[np.ix_(rows, allowed)], axis=1) if rows.size else rows
+    s_rows = np.flatnonzero(overruled & (labels == "S"))
     labels[rows] = np.asarray(to)[best]
+    labels[s_rows] = "V"
     return labels
 
 
@@ -251,7 +269,8 @@ class Analysis:
 
     @property
     def morphology_rule(self) -> np.ndarray | None:
-        """Beats whose V label was overruled by their QRS shape (:func:`morphology_rule_mask`)."""
+        """Beats whose V or S label was overruled by their QRS shape
+        (:func:`morphology_rule_mask`)."""
         if self.aami_probs is None:
             return None
         if self.normal_qrs_correlation is None:
@@ -285,7 +304,8 @@ class Analysis:
         """The served five-class label of each beat, or None without the model.
 
         The network's label, except V -> its next most probable class where the QRS is
-        shaped like the neighbouring N beats' (:func:`morphology_rule_mask`), then S -> N
+        shaped like the neighbouring N beats' and S -> V where it is not
+        (:func:`morphology_rule_mask`), then S -> N
         inside atrial fibrillation or flutter (:func:`rhythm_rule_mask`);
         :attr:`aami_probs` keeps what the network said.
         """

@@ -1,4 +1,5 @@
-"""The morphology rule: a beat called V whose QRS is shaped like its N neighbours' is not V.
+"""The morphology rule: a beat called V whose QRS is shaped like its N neighbours' is not V,
+and a beat called S whose QRS is not shaped like theirs is not S.
 
 Real MIT-BIH records: 119 (DS1, ventricular bigeminy and trigeminy with one clear PVC
 shape), 208 (DS1, several PVC shapes and fusion beats) at the reference beat positions,
@@ -15,6 +16,7 @@ from ecgcore.analysis import (
     AAMI_CLASSES,
     MORPHOLOGY_RULE_NOTE,
     RHYTHM_RULE_NOTE,
+    S_NORMAL_QRS_CORRELATION,
     V_NORMAL_QRS_CORRELATION,
     analyze,
     morphology_checked_labels,
@@ -94,15 +96,23 @@ def test_a_normal_beat_called_v_is_overruled_and_a_pvc_is_not(reference_119):
     pvc = np.flatnonzero(classes == "V")
     probs = np.zeros((classes.size, 5), dtype=np.float32)
     probs[:, 0] = 1.0
-    # The network is wrong on 20 normal beats (V, then S) and right on 20 PVCs.
+    # The network is wrong on 20 normal beats (V, then S) and on 20 PVCs (S, then N),
+    # right on 20 other PVCs and 20 normal beats it calls S (premature or not, the shape
+    # of a conducted beat).
     wrong, right = normal[100:120], pvc[100:120]
+    pvc_called_s, normal_called_s = pvc[200:220], normal[200:220]
     probs[wrong] = [0.1, 0.3, 0.5, 0.05, 0.05]
     probs[right] = [0.3, 0.05, 0.6, 0.04, 0.01]
+    probs[pvc_called_s] = [0.3, 0.6, 0.05, 0.04, 0.01]
+    probs[normal_called_s] = [0.3, 0.6, 0.05, 0.04, 0.01]
     labels, corr = morphology_checked_labels(inputs.waveforms, probs)
     assert np.all(corr[wrong] >= V_NORMAL_QRS_CORRELATION)
     assert np.all(labels[wrong] == "S")  # the next most probable class, not always N
     assert np.all(labels[right] == "V")
-    untouched = np.setdiff1d(np.arange(classes.size), wrong)
+    assert np.all(corr[pvc_called_s] < S_NORMAL_QRS_CORRELATION)
+    assert np.all(labels[pvc_called_s] == "V")
+    assert np.all(labels[normal_called_s] == "S")
+    untouched = np.setdiff1d(np.arange(classes.size), np.concatenate([wrong, pvc_called_s]))
     np.testing.assert_array_equal(
         labels[untouched], np.asarray(AAMI_CLASSES)[np.argmax(probs[untouched], axis=1)])
 
@@ -110,10 +120,20 @@ def test_a_normal_beat_called_v_is_overruled_and_a_pvc_is_not(reference_119):
 def test_overruled_labels_take_the_best_allowed_class():
     probs = np.array([[0.1, 0.05, 0.6, 0.2, 0.05],   # next best F
                       [0.3, 0.05, 0.6, 0.04, 0.01],  # next best N
-                      [0.1, 0.1, 0.7, 0.05, 0.05]])  # not overruled
-    overruled = np.array([True, True, False])
-    assert overruled_labels(probs, overruled).tolist() == ["F", "N", "V"]
-    assert overruled_labels(probs, overruled, to=("N", "S")).tolist() == ["N", "N", "V"]
+                      [0.1, 0.1, 0.7, 0.05, 0.05],   # not overruled
+                      [0.3, 0.6, 0.05, 0.04, 0.01],  # an S call: becomes V
+                      [0.9, 0.05, 0.03, 0.01, 0.01]])  # N is never overruled
+    overruled = np.array([True, True, False, True, True])
+    assert overruled_labels(probs, overruled).tolist() == ["F", "N", "V", "V", "N"]
+    assert overruled_labels(probs, overruled, to=("N", "S")).tolist() == [
+        "N", "N", "V", "V", "N"]
+    corr = np.array([0.99, 0.99, 0.5, 0.5, 0.1])
+    assert morphology_rule_mask(probs, corr).tolist() == [True, True, False, True, False]
+    assert morphology_rule_mask(probs, corr, v_threshold=None).tolist() == [
+        False, False, False, True, False]
+    assert morphology_rule_mask(probs, corr, s_threshold=None).tolist() == [
+        True, True, False, False, False]
+    assert not morphology_rule_mask(probs, np.full(5, np.nan)).any()
     assert overruled_labels(np.zeros((0, 5)), np.zeros(0, bool)).size == 0
     with pytest.raises(ValueError):
         morphology_rule_mask(probs, np.ones(2))
@@ -122,18 +142,22 @@ def test_overruled_labels_take_the_best_allowed_class():
 def test_served_labels_of_222(analysis_222):
     recording, a = analysis_222
     rule = a.morphology_rule
-    assert rule.sum() >= 20, "222: the network calls V on conducted beats; the rule should act"
     network, before_rhythm, served = a.aami_network_labels, a.aami_beat_labels, a.aami_labels
-    assert np.all(network[rule] == "V") and not np.any(before_rhythm[rule] == "V")
+    from_v = rule & (network == "V")
+    assert from_v.sum() >= 10, "222: the network calls V on conducted beats; the rule should act"
+    assert np.all(np.isin(network[rule], ["V", "S"]))
+    assert not np.any(before_rhythm[from_v] == "V")
+    assert np.all(before_rhythm[rule & (network == "S")] == "V")
     np.testing.assert_array_equal(before_rhythm[~rule], network[~rule])
     # Then the rhythm rule, S -> N inside AF/AFL, on top.
     np.testing.assert_array_equal(served, np.where(a.rhythm_rule, "N", before_rhythm))
     # The probabilities are the network's own.
-    assert np.all(np.argmax(a.aami_probs[rule], axis=1) == AAMI_CLASSES.index("V"))
+    np.testing.assert_array_equal(
+        np.asarray(AAMI_CLASSES)[np.argmax(a.aami_probs[rule], axis=1)], network[rule])
     beats = a.to_dict()["beats"]
     for i in np.flatnonzero(rule):
         assert MORPHOLOGY_RULE_NOTE in beats[i]["aami"]["rule"]
-        assert beats[i]["aami"]["network_label"] == "V"
+        assert beats[i]["aami"]["network_label"] == network[i]
         assert beats[i]["aami"]["label"] == served[i]
         if a.rhythm_rule[i]:
             assert RHYTHM_RULE_NOTE in beats[i]["aami"]["rule"]

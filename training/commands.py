@@ -143,9 +143,10 @@ def rhythm_rule_markdown(evaluation: dict, name: str) -> list[str]:
     if morphology and name == "aami":
         lines += ["## The morphology rule", "",
                   f"Served five-class labels apply a rule to the network's: {morphology['rule']} "
-                  f"(QRS correlation >= {morphology['threshold']} with the median QRS of the "
-                  "nearby beats the network calls N, `ecgcore.analysis.morphology_rule_mask`; "
-                  "threshold chosen by patient-wise CV inside DS1, `python -m "
+                  f"(QRS correlation with the median QRS of the nearby beats the network calls "
+                  f"N: V overruled at >= {morphology['v_threshold']}, S overruled under "
+                  f"{morphology['s_threshold']}; `ecgcore.analysis.morphology_rule_mask`; "
+                  "thresholds chosen by patient-wise CV inside DS1, `python -m "
                   "training.experiments --morphology-grid`). It applies both ways, at the "
                   "reference positions and end to end.", "",
                   f"End to end on the test records it relabelled {morphology['relabelled_beats']}"
@@ -344,8 +345,9 @@ def report_rhythm_rule(result: dict, name: str, *, tables: bool = True) -> None:
           "beats inside its AF/AFL episodes (aberrated 'a'), beats the rule cannot get right")
     morphology = result.get("morphology_rule")
     if morphology:
-        print(f"{name} end to end, morphology rule ({morphology['rule']}, correlation >= "
-              f"{morphology['threshold']}): {morphology['relabelled_beats']} beats relabelled, "
+        print(f"{name} end to end, morphology rule ({morphology['rule']}; V at >= "
+              f"{morphology['v_threshold']}, S under {morphology['s_threshold']}): "
+              f"{morphology['relabelled_beats']} beats relabelled, "
               f"reference classes {morphology['relabelled_by_reference_class']}")
     if tables:
         without = result["without_rhythm_rule"]

@@ -283,6 +283,7 @@ def evaluate_end_to_end(classifiers, data_dir, records, progress=None) -> dict:
         MORPHOLOGY_RULE_NOTE,
         NO_S_RHYTHMS,
         RHYTHM_RULE_NOTE,
+        S_NORMAL_QRS_CORRELATION,
         V_NORMAL_QRS_CORRELATION,
         analyze,
         in_rhythm,
@@ -383,7 +384,8 @@ def evaluate_end_to_end(classifiers, data_dir, records, progress=None) -> dict:
         },
         "morphology_rule": {
             "rule": MORPHOLOGY_RULE_NOTE,
-            "threshold": V_NORMAL_QRS_CORRELATION,
+            "v_threshold": V_NORMAL_QRS_CORRELATION,
+            "s_threshold": S_NORMAL_QRS_CORRELATION,
             "relabelled_beats": int(sum(v["relabelled_by_morphology_rule"]
                                         for v in per_record.values())),
             "relabelled_by_reference_class": {

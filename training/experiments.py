@@ -35,14 +35,14 @@ SHIFT_RULE = ("the highest score averaged over the seeds; among shifts within 0.
               "network has it)")
 
 MORPHOLOGY_GRID = HERE / "morphology_grid.json"
-MORPHOLOGY_THRESHOLDS = (0.8, 0.85, 0.88, 0.9, 0.92, 0.94, 0.96, 0.98)
-"""QRS correlations tried by ``--morphology-grid`` (see
-:func:`ecgcore.analysis.morphology_rule_mask`)."""
-MORPHOLOGY_TARGETS = (("N", "S", "F", "Q"), ("N", "S"))
-"""The classes an overruled V may take, tried by ``--morphology-grid``."""
-MORPHOLOGY_RULE = ("the highest score averaged over the seeds, 'off' included; among settings "
-                   "within 0.002 of it, the highest threshold (fewest beats changed), then "
-                   "the most target classes (the network's own next choice)")
+MORPHOLOGY_V_THRESHOLDS = (None, 0.85, 0.88, 0.9, 0.92, 0.94, 0.96, 0.98)
+"""QRS correlations at or above which a V call is overruled, tried by ``--morphology-grid``
+(None: V calls left alone; see :func:`ecgcore.analysis.morphology_rule_mask`)."""
+MORPHOLOGY_S_THRESHOLDS = (None, 0.5, 0.7, 0.8, 0.85, 0.88, 0.9, 0.92, 0.94)
+"""QRS correlations below which an S call is overruled (None: S calls left alone)."""
+MORPHOLOGY_RULE = ("the highest score averaged over the seeds, both parts off included; among "
+                   "settings within 0.002 of it, the one that changes the fewest beats (summed "
+                   "over the seeds)")
 
 BASE = TrainConfig(epochs=12, arch=ArchConfig())
 SMALL = ArchConfig(filters=(8, 16, 32), stem_stride=3)
@@ -244,9 +244,9 @@ def _saved_cv_predictions(name: str) -> list[tuple[str, dict]]:
 
 
 def morphology_grid(name: str) -> dict:
-    """Score the morphology rule (:func:`ecgcore.analysis.morphology_rule_mask`) per
-    threshold of :data:`MORPHOLOGY_THRESHOLDS` and target classes of
-    :data:`MORPHOLOGY_TARGETS` on the saved held-out predictions of ``name``.
+    """Score the morphology rule (:func:`ecgcore.analysis.morphology_rule_mask`) for every
+    pair of :data:`MORPHOLOGY_V_THRESHOLDS` and :data:`MORPHOLOGY_S_THRESHOLDS` on the
+    saved held-out predictions of ``name``.
 
     Each held-out beat is compared with the beats of its own record that the fold's
     network called N, as ``ecg analyze`` does. The choice: :data:`MORPHOLOGY_RULE`.
@@ -262,8 +262,7 @@ def morphology_grid(name: str) -> dict:
                             for held in patient_folds(beats, 4)])
     records = beats.record[order]
     waveforms = beats.waveforms[order]
-    rows: dict[tuple, list[float]] = {}
-    detail: dict[tuple, list[dict]] = {}
+    table: dict[tuple, dict] = {}
     for _, run in runs:
         true, probs = run["true"], run["probs"]
         if not np.array_equal(true, beats.labels[order]):
@@ -273,33 +272,28 @@ def morphology_grid(name: str) -> dict:
         for record in np.unique(records):
             mine = records == record
             corr[mine] = normal_qrs_correlation(waveforms[mine], network_n[mine])
-        settings = [("off", None, None)] + [
-            (f"{t} to {''.join(to)}", t, to)
-            for t in MORPHOLOGY_THRESHOLDS for to in MORPHOLOGY_TARGETS]
-        for label, threshold, to in settings:
-            if threshold is None:
-                pred = np.argmax(probs, axis=1)
-                changed = 0
-            else:
-                mask = morphology_rule_mask(probs, corr, threshold)
-                pred = np.array([AAMI_CLASSES.index(c) for c in overruled_labels(probs, mask, to)])
-                changed = int(mask.sum())
-            fig = aami_figures(true, np.eye(probs.shape[1])[pred])
-            key = (label, threshold, to)
-            rows.setdefault(key, []).append(summary_score(fig))
-            pc = fig["per_class"]
-            detail.setdefault(key, []).append({
-                "changed": changed, "true_v_changed": int(
-                    0 if threshold is None else (true[mask] == AAMI_CLASSES.index("V")).sum()),
-                **{f"{c}_{k}": pc[c][k] for c in ("S", "V") for k in ("sensitivity", "ppv")}})
-    table = [{"setting": k[0], "threshold": k[1], "to": None if k[2] is None else list(k[2]),
-              "scores": [round(x, 4) for x in v], "mean": round(float(np.mean(v)), 4),
-              "per_seed": detail[k]} for k, v in rows.items()]
-    best = max(r["mean"] for r in table)
-    tied = [r for r in table if r["mean"] >= best - 0.002]
-    chosen = max(tied, key=lambda r: (2.0 if r["threshold"] is None else r["threshold"],
-                                      len(r["to"] or ())))
-    return {"name": name, "seeds": [seed for seed, _ in runs], "grid": table,
+        for v in MORPHOLOGY_V_THRESHOLDS:
+            for s_th in MORPHOLOGY_S_THRESHOLDS:
+                mask = morphology_rule_mask(probs, corr, v, s_th)
+                pred = np.array([AAMI_CLASSES.index(c) for c in overruled_labels(probs, mask)])
+                fig = aami_figures(true, np.eye(probs.shape[1])[pred])
+                pc = fig["per_class"]
+                row = table.setdefault((v, s_th), {
+                    "v_threshold": v, "s_threshold": s_th, "scores": [], "per_seed": []})
+                row["scores"].append(round(summary_score(fig), 4))
+                row["per_seed"].append({
+                    "changed": int(mask.sum()),
+                    "true_class_of_changed": {c: int(np.sum(true[mask] == i))
+                                              for i, c in enumerate(AAMI_CLASSES)},
+                    **{f"{c}_{k}": pc[c][k] for c in ("S", "V") for k in ("sensitivity", "ppv")}})
+    rows = list(table.values())
+    for row in rows:
+        row["mean"] = round(float(np.mean(row["scores"])), 4)
+        row["changed"] = sum(x["changed"] for x in row["per_seed"])
+    best = max(r["mean"] for r in rows)
+    tied = [r for r in rows if r["mean"] >= best - 0.002]
+    chosen = min(tied, key=lambda r: (r["changed"], -r["mean"]))
+    return {"name": name, "seeds": [seed for seed, _ in runs], "grid": rows,
             "chosen": chosen, "rule": MORPHOLOGY_RULE,
             "date": datetime.now(UTC).isoformat(timespec="seconds")}
 
@@ -369,20 +363,25 @@ def write_report(results: list[dict]) -> None:
         chosen = grid["chosen"]
         lines += [f"## Morphology rule grid on the CV predictions of {grid['name']}", "",
                   f"Seeds {', '.join(grid['seeds'])}. A beat the network calls V whose QRS "
-                  "correlates at the threshold or more with the median QRS of the nearby "
+                  "correlates at the V threshold or more with the median QRS of the nearby "
                   "beats of its record that the network calls N takes its most probable "
-                  "class among the targets (`ecgcore.analysis.morphology_rule_mask`). "
-                  f"Rule: {grid['rule']}. Chosen: {chosen['setting']} (mean score "
-                  f"{chosen['mean']:.3f}). Scored on the same predictions it is chosen on.",
-                  "", "| setting | score per seed | mean | beats changed per seed | true V "
-                  "among them | V Se/+P per seed | S Se/+P per seed |",
-                  "|---|---|---|---|---|---|---|"]
-        for row in grid["grid"]:
+                  "other class; one it calls S whose QRS correlates less than the S threshold "
+                  "becomes V (`ecgcore.analysis.morphology_rule_mask`). "
+                  f"Rule: {grid['rule']}. Chosen: V {chosen['v_threshold']}, S "
+                  f"{chosen['s_threshold']} (mean score {chosen['mean']:.3f}). Scored on the "
+                  "same predictions it is chosen on. Rows: every V threshold with S off, "
+                  "every S threshold with the chosen V threshold.",
+                  "", "| V threshold | S threshold | score per seed | mean | beats changed "
+                  "(all seeds) | of them true V | V Se/+P per seed | S Se/+P per seed |",
+                  "|---|---|---|---|---|---|---|---|"]
+        shown = [r for r in grid["grid"] if r["s_threshold"] is None
+                 or r["v_threshold"] == chosen["v_threshold"]]
+        for row in shown:
             d = row["per_seed"]
             lines.append(
-                f"| {row['setting']} | {', '.join(f'{x:.3f}' for x in row['scores'])} | "
-                f"{row['mean']:.3f} | {', '.join(str(x['changed']) for x in d)} | "
-                f"{', '.join(str(x['true_v_changed']) for x in d)} | "
+                f"| {row['v_threshold'] or 'off'} | {row['s_threshold'] or 'off'} | "
+                f"{', '.join(f'{x:.3f}' for x in row['scores'])} | {row['mean']:.3f} | "
+                f"{row['changed']} | {sum(x['true_class_of_changed']['V'] for x in d)} | "
                 + ", ".join(f"{_pct(x['V_sensitivity'])}/{_pct(x['V_ppv'])}" for x in d)
                 + " | " + ", ".join(f"{_pct(x['S_sensitivity'])}/{_pct(x['S_ppv'])}"
                                     for x in d) + " |")
@@ -425,7 +424,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.morphology_grid:
         grid = morphology_grid(args.morphology_grid)
         MORPHOLOGY_GRID.write_text(json.dumps(grid, indent=1))
-        print(f"chosen {grid['chosen']['setting']} (mean score {grid['chosen']['mean']})")
+        c = grid["chosen"]
+        print(f"chosen V {c['v_threshold']}, S {c['s_threshold']} (mean score {c['mean']})")
     for name in [] if args.report_only else args.names:
         result = run(name, seed=args.seed, log=lambda s: print(s, flush=True))
         if args.seed:
