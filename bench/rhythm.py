@@ -233,15 +233,12 @@ def setting_inputs(
         return d["ref_beats"], d["ref_classes"], d["ref_p_peaks"]
     if setting == "cnn":
         if d["record"] not in _CNN_CLASSES:
-            from ecgcore.analysis import morphology_checked_labels
             from ecgcore.beats import beat_inputs
             from ecgcore.inference import classify_beats
 
-            inputs = beat_inputs(d["x"], d["rpeaks"], FS)
-            result = classify_beats(cnn, inputs)
-            # As ecgcore.analysis.analyze finds the rhythm: after the morphology rule.
-            _CNN_CLASSES[d["record"]] = morphology_checked_labels(
-                inputs.waveforms, result["aami_probs"])[0]
+            # As ecgcore.analysis.analyze finds the rhythm: from the network's own labels.
+            result = classify_beats(cnn, beat_inputs(d["x"], d["rpeaks"], FS))
+            _CNN_CLASSES[d["record"]] = np.asarray(result["aami"])
         return d["rpeaks"], _CNN_CLASSES[d["record"]], d["p_peaks"]
     raise ValueError(setting)
 
@@ -272,8 +269,7 @@ SETTINGS = {
     "ref_classes": "(a) detected beats with the reference AAMI classes carried over by "
                    "match_beats (150 ms; unmatched detections get Q)",
     "ref_beats": "reference beat positions and classes (the rhythm logic alone)",
-    "cnn": "(b) detected beats with the five-class CNN's classes after the morphology rule "
-           "(ecgcore.analysis.morphology_checked_labels, as ecg analyze serves them)",
+    "cnn": "(b) detected beats with the five-class CNN's classes (ecgcore.inference)",
 }
 AF_GRID_IRR = (0.05, 0.06, 0.07, 0.08, 0.09, 0.10, 0.11)
 AF_GRID_P = (0.2, 0.3, 0.4)

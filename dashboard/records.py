@@ -280,9 +280,18 @@ def _arrange_beats(prepared: PreparedRecord) -> None:
         if analysis.aami_probs is not None
         else np.full((n, len(AAMI_CLASSES)), np.nan, dtype=np.float32)
     )
-    # Served labels: the networks' own, but for the rhythm rule (S -> N in AF/AFL).
+    # Served labels: the networks' own, but for the morphology rule (V calls shaped like
+    # the N neighbours, S calls not shaped like them) and the rhythm rule (S -> N in AF/AFL).
     rule = analysis.rhythm_rule
     rule = np.zeros(n, dtype=bool) if rule is None else np.asarray(rule, dtype=bool)
+    morphology = analysis.morphology_rule
+    morphology = (np.zeros(n, dtype=bool) if morphology is None
+                  else np.asarray(morphology, dtype=bool))
+    network_aami = (
+        np.asarray(analysis.aami_network_labels, dtype="<U1")
+        if analysis.aami_probs is not None
+        else np.full(n, "", dtype="<U1")
+    )
     if analysis.binary_p_abnormal is not None:
         binary_p = np.asarray(analysis.binary_p_abnormal, dtype=np.float32)
         binary = np.asarray(analysis.binary_labels, dtype="<U8")
@@ -301,6 +310,7 @@ def _arrange_beats(prepared: PreparedRecord) -> None:
         ),
         "reference": None,
         "rhythm_rule": int(rule.sum()),
+        "morphology_rule": int(morphology.sum()),
     }
     rhythm = [dict(e, source="analysis") for e in analysis.rhythm]
     ann = recording.annotations
@@ -339,6 +349,7 @@ def _arrange_beats(prepared: PreparedRecord) -> None:
         "sample": rpeaks, "time_s": time_s, "rr_s": rr, "hr_bpm": hr,
         "aami": aami, "aami_p": aami_p, "binary": binary, "binary_p": binary_p,
         "ref": ref, "abnormal": abnormal, "disagree": disagree, "rule": rule,
+        "network_aami": network_aami, "morphology": morphology,
     }
     prepared.rhythm = rhythm
     summary["n_disagree"] = int(disagree.sum())

@@ -279,10 +279,7 @@ class Analysis:
 
     @property
     def aami_beat_labels(self) -> np.ndarray | None:
-        """The five-class labels after the morphology rule, before the rhythm rule.
-
-        What the rhythm (:func:`ecgcore.rhythm.ecg_rhythm`) is found from.
-        """
+        """The five-class labels after the morphology rule, before the rhythm rule."""
         if self.aami_probs is None:
             return None
         return overruled_labels(self.aami_probs, self.morphology_rule)
@@ -291,8 +288,9 @@ class Analysis:
     def rhythm_rule(self) -> np.ndarray | None:
         """Beats whose labels were set by the rhythm rule (:func:`rhythm_rule_mask`).
 
-        Derived from the rhythm episodes, the R peaks and :attr:`aami_beat_labels`, so an
-        analysis read back from the cache carries the same rule without storing it.
+        Derived from the rhythm episodes (found from :attr:`aami_network_labels`), the R
+        peaks and :attr:`aami_beat_labels`, so an analysis read back from the cache carries
+        the same rule without storing it.
         """
         labels = self.aami_beat_labels
         if labels is None:
@@ -517,7 +515,7 @@ def analyze(
     points360 = ecg_delineate(x360, rpeaks360, INTERNAL_FS)
     timing["delineate"] = time.perf_counter() - start
 
-    binary = aami = qrs_corr = labels360 = None
+    binary = aami = qrs_corr = network360 = checked360 = None
     start = time.perf_counter()
     if classify and rpeaks360.size:
         from ecgcore.beats import beat_inputs
@@ -528,7 +526,8 @@ def analyze(
         result = classify_beats(models, inputs)
         binary = result["binary_p_abnormal"]
         aami = result["aami_probs"]
-        labels360, qrs_corr = morphology_checked_labels(inputs.waveforms, aami)
+        network360 = result["aami"]
+        checked360, qrs_corr = morphology_checked_labels(inputs.waveforms, aami)
     timing["classify"] = time.perf_counter() - start
 
     start = time.perf_counter()
@@ -543,20 +542,24 @@ def analyze(
         x360,
         rpeaks360,
         INTERNAL_FS,
-        beat_classes=labels360,
+        beat_classes=network360,
         p_peaks=points360["p_peak"],
         missing=missing360,
     )
-    # The rhythm is found from the labels after the morphology rule (S beats are left out
-    # of the AF RR series) and only then does the rhythm rule turn S into N inside AF/AFL (the
-    # Analysis properties apply it). It is applied once and never fed back: feeding the
-    # relabelled beats to ecg_rhythm again would put them into the irregularity series
-    # and could grow the episodes that relabelled them.
+    # The rhythm is found from the network's own labels (S beats are left out of the AF RR
+    # series), the labels its settings were chosen with: rerun with the morphology rule's
+    # labels, the DS1 choice of the VT options changed and DS1 VT +P fell from 74.5 to
+    # 58.3 % at the same Se (bench/rhythm.py). The rhythm rule then turns S into N inside
+    # AF/AFL (the Analysis properties apply it). It is applied once and never fed back:
+    # feeding the relabelled beats to ecg_rhythm again would put them into the
+    # irregularity series and could grow the episodes that relabelled them.
     # Durations and percentages do not depend on the rate, so the summary is made at 360 Hz.
     summary = rhythm_summary(episodes360, x360.size, INTERNAL_FS)
     # HRV is about sinus rhythm: AF, flutter and unreadable stretches are left out.
     skip = [(e["start"], e["end"]) for e in episodes360 if e["label"] in ("AFIB", "AFL", "NOISE")]
-    hrv = hrv_summary(rpeaks360, INTERNAL_FS, beat_classes=labels360, exclude=skip)
+    # NN intervals are between beats served N (the rhythm rule aside: it acts in AF only,
+    # which HRV leaves out).
+    hrv = hrv_summary(rpeaks360, INTERNAL_FS, beat_classes=checked360, exclude=skip)
     timing["rhythm"] = time.perf_counter() - start
 
     fs = recording.fs

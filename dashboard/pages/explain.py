@@ -91,12 +91,24 @@ def _probability_table(prepared: PreparedRecord, index: int) -> dbc.Table | html
     table = dbc.Table([head, html.Tbody(rows)], size="sm", bordered=True,
                       className="explain-probs", style={"maxWidth": "720px"},
                       id="explain-probs")
-    if not beats["rule"][index]:
+    notes = []
+    network = beats["network_aami"][index]
+    if beats["morphology"][index]:
+        notes.append(
+            f"The AAMI network called this beat {network}; its QRS is "
+            + ("shaped like the neighbouring normal beats', so it is not counted V"
+               if network == "V" else "not shaped like the neighbouring normal beats', "
+               "so it is counted V (a premature atrial beat is conducted like a normal one)")
+            + " (the QRS shape rule).")
+    if beats["rule"][index]:
+        notes.append(
+            ("The AAMI network called this beat S; it" if not beats["morphology"][index]
+             else "It") + " is labelled N (and normal) because it lies in detected atrial "
+            "fibrillation or flutter, where no beat is a premature atrial beat.")
+    if not notes:
         return table
     return html.Div([table, html.P(
-        "The AAMI network called this beat S; it is labelled N (and normal) because it lies "
-        "in detected atrial fibrillation or flutter, where no beat is a premature atrial "
-        "beat. The attributions below explain the network's own answer.",
+        " ".join(notes) + " The attributions below explain the network's own answer.",
         className="small text-muted", id="explain-rule")])
 
 

@@ -148,12 +148,12 @@ def _evaluation_section(folder: Path) -> list[Any]:
 
 
 def _rhythm_rule_block(result: dict[str, Any]) -> html.Div | None:
-    """The end-to-end figures without the rhythm rule beside the served ones."""
+    """The end-to-end figures without the rules beside the served ones."""
     rule, without = result.get("rhythm_rule"), result.get("without_rhythm_rule")
     if not isinstance(rule, dict) or not isinstance(without, dict):
         return None
     rows = []
-    variants = [("served (with the rule)", result),
+    variants = [("served (with the rules)", result),
                 ("the networks alone (no rule)", without)]
     ceiling = result.get("with_reference_rhythm")
     if isinstance(ceiling, dict):
@@ -162,19 +162,24 @@ def _rhythm_rule_block(result: dict[str, Any]) -> html.Div | None:
         aami, binary = figures.get("aami") or {}, figures.get("binary") or {}
         per = aami.get("per_class") or {}
         cells = [_pct(aami.get("accuracy"))]
-        for c in ("N", "S"):
+        for c in ("N", "S", "V"):
             v = per.get(c) or {}
             cells.append(f"{_pct(v.get('sensitivity'))} / {_pct(v.get('ppv'))}")
         cells.append(f"{_pct(binary.get('abnormal_sensitivity'))} / "
                      f"{_pct(binary.get('specificity'))}")
         rows.append(html.Tr([html.Td(label)] + [html.Td(c) for c in cells]))
     head = html.Thead(html.Tr([html.Th(h) for h in (
-        "labels", "accuracy", "N Se / +P", "S Se / +P", "binary abnormal Se / Sp")]))
+        "labels", "accuracy", "N Se / +P", "S Se / +P", "V Se / +P",
+        "binary abnormal Se / Sp")]))
+    morphology = result.get("morphology_rule")
+    rules = [f"Rhythm rule: {rule.get('rule', '')} ({rule.get('relabelled_beats', '?')} beats "
+             "relabelled)."]
+    if isinstance(morphology, dict):
+        rules.insert(0, f"Morphology rule: {morphology.get('rule', '')} "
+                        f"({morphology.get('relabelled_beats', '?')} beats relabelled).")
     return html.Div([
-        html.Div(
-            f"Rhythm rule: {rule.get('rule', '')} ({rule.get('relabelled_beats', '?')} beats "
-            "relabelled). The figures above are the served labels; beside them:",
-            className="small"),
+        html.Div(" ".join(rules) + " The figures above are the served labels; beside them:",
+                 className="small"),
         dbc.Table([head, html.Tbody(rows)], size="sm", bordered=True,
                   style={"maxWidth": "760px"}, id="models-rhythm-rule"),
     ], className="mb-3")

@@ -242,6 +242,13 @@ def _summary(prepared: PreparedRecord) -> html.Div:
             "they lie in detected atrial fibrillation or flutter, where no beat is a "
             "premature atrial beat (MIT-BIH's convention). Their probabilities are the "
             "network's own.", className="small", id="rec-summary-rule"))
+    if s.get("morphology_rule"):
+        children.append(html.P(
+            f"{s['morphology_rule']} beat(s) are not counted as the AAMI model called them: "
+            "called V with a QRS shaped like the neighbouring normal beats' (they take the "
+            "model's next most probable class), or called S with a QRS unlike them (they "
+            "become V). Their probabilities are the network's own.",
+            className="small", id="rec-summary-morphology-rule"))
     if s.get("detection"):
         d = s["detection"]
         children.append(html.P(
@@ -625,6 +632,15 @@ TABLE_COLUMNS = ("#", "time", "RR (ms)", "AAMI", "AAMI probabilities", "binary (
                  "reference", "")
 
 
+
+def _rule_suffix(beats: dict[str, Any], i: int) -> str:
+    """Why a served label is not the network's, for the beat table."""
+    why = [name for name, applied in (("QRS shape rule", beats["morphology"][i]),
+                                      ("AF rule", beats["rule"][i])) if applied]
+    if not why:
+        return ""
+    return f" ({beats['network_aami'][i]} by the network; {' and '.join(why)})"
+
 def _table_page(prepared: PreparedRecord, record_id: str, page: int, which: str):
     """One page of the beat table: the table, the page number and its label."""
     beats = prepared.beats
@@ -646,7 +662,7 @@ def _table_page(prepared: PreparedRecord, record_id: str, page: int, which: str)
         cells = [
             str(i), format_hms(beats["time_s"][i]),
             "" if not np.isfinite(rr) else f"{rr * 1000:.0f}",
-            beats["aami"][i] + (" (S by the network; AF rule)" if beats["rule"][i] else ""),
+            beats["aami"][i] + _rule_suffix(beats, i),
             "" if not np.isfinite(probs).all() else " ".join(
                 f"{c}:{p:.2f}" for c, p in zip(AAMI_CLASSES, probs, strict=True)),
             "" if not beats["binary"][i] else

@@ -324,6 +324,32 @@ def test_beats_relabelled_by_the_af_rule_are_shown_as_such(web):
     web.check_clean()
 
 
+@pytest.mark.skipif(not _models_present(), reason="ecgcore/models/ has no trained models yet")
+def test_beats_relabelled_by_the_morphology_rule_are_shown_as_such(web):
+    """In 222 the network calls V on beats shaped like their normal neighbours; the record
+    view counts them, and the explanation says what the network said and why it is not
+    served."""
+    from ecgcore.cache import cached_analyze
+    from ecgcore.io import read
+
+    analysis, _ = cached_analyze(read(str(MITDB / "222")), classify=True)
+    overruled = np.flatnonzero(analysis.morphology_rule
+                               & (analysis.aami_network_labels == "V"))
+    assert overruled.size > 0, "222 should have V calls on conducted beats"
+    web.goto("/record/222")
+    web.page.wait_for_selector("#rec-summary-morphology-rule", timeout=120_000)
+    count = int(analysis.morphology_rule.sum())
+    assert web.page.inner_text("#rec-summary-morphology-rule").startswith(f"{count} beat(s)")
+    beat = int(overruled[0])
+    web.goto(f"/explain?record=222&beat={beat}")
+    web.page.wait_for_selector("#explain-rule", timeout=120_000)
+    note = web.page.inner_text("#explain-rule")
+    assert "called this beat V" in note and "QRS shape rule" in note
+    row = web.page.inner_text("#explain-probs tbody tr:nth-child(1)")
+    assert row.split("\t")[1].strip() == str(analysis.aami_labels[beat]) != "V", row
+    web.check_clean()
+
+
 def test_models_page_shows_the_rhythm_rule_beside_the_networks_alone(web):
     evaluation = json.loads((REPO / "ecgcore" / "models" / "evaluation.json").read_text())
     end_to_end = evaluation["end_to_end"]
@@ -332,4 +358,6 @@ def test_models_page_shows_the_rhythm_rule_beside_the_networks_alone(web):
     text = web.page.inner_text("#models-rhythm-rule")
     for figures in (end_to_end, end_to_end["without_rhythm_rule"]):
         assert f"{100 * figures['aami']['accuracy']:.1f}" in text
+        v = figures["aami"]["per_class"]["V"]
+        assert f"{100 * v['sensitivity']:.1f} / {100 * v['ppv']:.1f}" in text
     web.check_clean()
