@@ -53,7 +53,7 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -106,6 +106,12 @@ class LiveSettings:
         A recording stops by itself after this much signal (bounds the disk file).
     reconnect_s : float
         How long the recorder tries to reopen a port that vanished.
+    rhythm_span_s : float
+        Signal the rhythm is found over (the newest seconds), by the record view's own
+        pipeline (:func:`ecgcore.analysis.analyze`): atrial fibrillation needs 30 s of
+        irregular beats and 31-beat windows, far more than the labelling context.
+    rhythm_every_s : float
+        Period of the rhythm analysis.
     """
 
     context_s: float = 20.0
@@ -119,6 +125,8 @@ class LiveSettings:
     display_s: float = 10.0
     max_duration_s: float = 3600.0
     reconnect_s: float = 30.0
+    rhythm_span_s: float = 120.0
+    rhythm_every_s: float = 5.0
 
 
 @dataclass
@@ -148,6 +156,16 @@ class VRun:
 
 
 @dataclass
+class RhythmFinding:
+    """A rhythm episode found live (stream seconds), merged across the analysed windows."""
+
+    label: str
+    name: str
+    start_s: float
+    end_s: float
+
+
+@dataclass
 class _Chunk:
     seq: np.ndarray
     value: np.ndarray
@@ -160,6 +178,69 @@ class _Source:
     kind: str  # "port" or "simulator"
     port: str
     description: str
+
+
+RHYTHM_MERGE_GAP_S = 5.0
+"""Live findings of one rhythm closer than this join (windows overlap, edges move)."""
+
+
+def merge_findings(
+    known: list[RhythmFinding], found: list[RhythmFinding], window_start_s: float
+) -> list[RhythmFinding]:
+    """The rhythm so far, updated with one analysed window's episodes.
+
+    The newest window decides within its own span: a known finding that ends inside it
+    is cut at the window's start (its part there was not found again), and each episode
+    found joins a known one of the same label that it overlaps or nearly touches
+    (:data:`RHYTHM_MERGE_GAP_S`).
+
+    Parameters
+    ----------
+    known : list of RhythmFinding
+        What was known before, in time order.
+    found : list of RhythmFinding
+        The window's episodes.
+    window_start_s : float
+        Where the window starts (stream seconds).
+
+    Returns
+    -------
+    list of RhythmFinding
+        In time order; findings cut to nothing are dropped.
+    """
+    out = []
+    for f in known:
+        if f.end_s > window_start_s:
+            f = RhythmFinding(f.label, f.name, f.start_s, window_start_s)
+        if f.end_s > f.start_s:
+            out.append(f)
+    for f in sorted(found, key=lambda e: e.start_s):
+        near = [k for k in out if k.label == f.label
+                and k.start_s <= f.end_s + RHYTHM_MERGE_GAP_S
+                and f.start_s <= k.end_s + RHYTHM_MERGE_GAP_S]
+        if near:
+            keep = near[0]
+            keep.start_s = min([keep.start_s, f.start_s] + [k.start_s for k in near[1:]])
+            keep.end_s = max([keep.end_s, f.end_s] + [k.end_s for k in near[1:]])
+            out = [k for k in out if k is keep or all(k is not n for n in near)]
+        else:
+            out.append(RhythmFinding(f.label, f.name, f.start_s, f.end_s))
+    return sorted(out, key=lambda e: e.start_s)
+
+
+URGENT_RHYTHMS = ("AFIB", "AFL", "VT", "VFL", "SVTA", "PAUSE")
+"""Rhythm findings the Live page shows as a warning; the others (brady/tachycardia,
+bigeminy...) as information."""
+
+
+def rhythm_lines(findings: list[dict[str, Any]], newest: int = 6) -> tuple[list[str], bool]:
+    """What the Live page says of the rhythm findings (:meth:`LiveSession.stats`'s
+    ``rhythm``): one line per finding, the newest ``newest``, and whether one is urgent."""
+    from dashboard.components.figures import format_hms
+
+    lines = [f"{f['name']} ({f['label']}): {format_hms(f['start_s'])}–{format_hms(f['end_s'])}"
+             for f in findings[-newest:]]
+    return lines, any(f["label"] in URGENT_RHYTHMS for f in findings)
 
 
 def _percentile(values: list[float], q: float) -> float | None:
@@ -245,6 +326,8 @@ class LiveSession:
         self._startup_latencies: list[float] = []
         self._runs: list[VRun] = []
         self._v_streak: list[LiveBeat] = []
+        self._rhythm: list[RhythmFinding] = []
+        self._rhythm_analysed_s = 0.0
         self._messages: deque[str] = deque(maxlen=8)
         self.notices: list[str] = []
         self._state = "idle"
@@ -401,9 +484,11 @@ class LiveSession:
         recorder = threading.Thread(target=run, name="live-recorder", daemon=True)
         analysis = threading.Thread(target=self._analysis_loop, name="live-analysis",
                                     daemon=True)
-        self._threads += [recorder, analysis]
+        rhythm = threading.Thread(target=self._rhythm_loop, name="live-rhythm", daemon=True)
+        self._threads += [recorder, analysis, rhythm]
         recorder.start()
         analysis.start()
+        rhythm.start()
 
     # ---------------------------------------------------------------- callbacks
 
@@ -445,7 +530,9 @@ class LiveSession:
             self._n_samples += int(seq.size)
             if self._state in ("waiting", "reconnecting"):
                 self._state = "recording"
-            keep_from = self._last_seq - int(self.settings.context_s * self._fs) - 1
+            keep_s = max(self.settings.context_s, self.settings.rhythm_span_s,
+                         self.settings.display_s)
+            keep_from = self._last_seq - int(keep_s * self._fs) - 1
             while self._chunks and self._chunks[0].seq[-1] < keep_from:
                 self._chunks.popleft()
 
@@ -548,6 +635,51 @@ class LiveSession:
             beats = self._label(x360, rpeaks360[ok], np.flatnonzero(ok), new, snap, local)
             self._accept(beats)
         return due
+
+    def _rhythm_loop(self) -> None:
+        # Its own thread: a rhythm analysis takes a few tenths of a second, which would
+        # otherwise delay the beat labels.
+        while not self._stop.wait(self.settings.rhythm_every_s):
+            try:
+                self._rhythm_step()
+            except Exception as error:  # noqa: BLE001 -- one bad window must not end the stream
+                self._say(f"live rhythm skipped a window ({type(error).__name__}: {error})")
+        self._finished.wait(10.0)
+        with contextlib.suppress(Exception):
+            self._rhythm_step()
+
+    def _rhythm_step(self) -> None:
+        """Find the rhythm over the newest :attr:`LiveSettings.rhythm_span_s` and merge it."""
+        from ecgcore.analysis import MAX_MISSING_FRACTION, analyze
+        from ecgcore.recording import Recording
+        from ecgcore.rhythm import RHYTHM_NAMES
+
+        snap = self._snapshot(self.settings.rhythm_span_s)
+        if snap is None:
+            return
+        fs, x, first = snap["fs"], snap["x"], snap["first"]
+        end_s = (first + x.size) / fs
+        if x.size < self.settings.context_s * fs or end_s <= self._rhythm_analysed_s:
+            return
+        if (~np.isfinite(x)).mean() > MAX_MISSING_FRACTION:
+            return
+        recording = Recording(x[:, None], float(fs), ["ECG"], ["adu"], "live")
+        try:
+            analysis = analyze(recording, classify=self._classifiers is not None,
+                               classifiers=self._classifiers)
+        except EcgError:
+            return  # a flat line or too short a stretch: nothing to find
+        found = [RhythmFinding(e["label"], RHYTHM_NAMES.get(e["label"], e["label"]),
+                               (first + e["start"]) / fs, (first + e["end"]) / fs)
+                 for e in analysis.rhythm]
+        with self._lock:
+            self._rhythm = merge_findings(self._rhythm, found, first / fs)
+            self._rhythm_analysed_s = end_s
+
+    def rhythm(self) -> list[RhythmFinding]:
+        """Rhythm episodes found so far (merged across the analysed windows)."""
+        with self._lock:
+            return [RhythmFinding(**asdict(f)) for f in self._rhythm]
 
     def _label(self, x360, rpeaks_ok, ok_index, new, snap, local) -> list[LiveBeat]:
         fs, first, arrival = snap["fs"], snap["first"], snap["arrival"]
@@ -680,6 +812,8 @@ class LiveSession:
                 "messages": list(self._messages),
                 "notices": list(self.notices),
                 "runs": [VRun(r.start_s, r.end_s, r.n_beats) for r in self._runs],
+                "rhythm": [asdict(f) for f in self._rhythm],
+                "rhythm_span_s": self.settings.rhythm_span_s,
                 "v_streak": len(self._v_streak),
                 "classified": self._classifiers is not None,
                 "vanished": self._vanished,

@@ -17,7 +17,16 @@ import numpy as np
 import pytest
 import wfdb
 
-from dashboard.live import V_RUN_MIN, LiveError, LiveHub, LiveSession, LiveSettings
+from dashboard.live import (
+    V_RUN_MIN,
+    LiveError,
+    LiveHub,
+    LiveSession,
+    LiveSettings,
+    RhythmFinding,
+    merge_findings,
+    rhythm_lines,
+)
 from dashboard.state import DiskSessions, SessionStore
 from ecgcore.metrics import MATCH_TOLERANCE_S, match_beats, reference_beats
 
@@ -170,6 +179,72 @@ def test_a_run_of_v_beats_raises_the_alert(tmp_path, classifiers):
                for run in runs)
     # No alert where the reference has no run.
     assert all(run.start_s >= run_ref[0] - 0.2 for run in runs)
+
+
+def test_rhythm_findings_merge_across_overlapping_windows():
+    af = "Atrial fibrillation"
+    known = [RhythmFinding("AFIB", af, 10.0, 60.0), RhythmFinding("SBR", "brady", 0.0, 30.0)]
+    # The window from 40 s finds the AF again up to 90 s: one episode 10-90 s. The
+    # bradycardia ended before the window and stays as it was.
+    out = merge_findings(known, [RhythmFinding("AFIB", af, 41.0, 90.0)], 40.0)
+    assert [(f.label, f.start_s, f.end_s) for f in out] == [("SBR", 0.0, 30.0),
+                                                          ("AFIB", 10.0, 90.0)]
+    # A later window that no longer finds AF after 70 s cuts it at its own start.
+    out = merge_findings(out, [RhythmFinding("AFIB", af, 50.0, 70.0)], 50.0)
+    assert [(f.label, f.start_s, f.end_s) for f in out][-1] == ("AFIB", 10.0, 70.0)
+    # A finding wholly inside the window and not found again is dropped.
+    out = merge_findings([RhythmFinding("PAUSE", "Pause", 55.0, 58.0)], [], 50.0)
+    assert out == []
+    # Far apart: two episodes; a window that finds one episode across both joins them,
+    # and ends it where it ends it (what it no longer finds is gone).
+    out = merge_findings([RhythmFinding("AFIB", af, 0.0, 20.0)],
+                         [RhythmFinding("AFIB", af, 40.0, 60.0)], 30.0)
+    assert len(out) == 2
+    out = merge_findings(out, [RhythmFinding("AFIB", af, 18.0, 65.0)], 20.0)
+    assert [(f.start_s, f.end_s) for f in out] == [(0.0, 65.0)]
+    out = merge_findings(out, [RhythmFinding("AFIB", af, 30.0, 45.0)], 30.0)
+    assert [(f.start_s, f.end_s) for f in out] == [(0.0, 45.0)]
+
+
+def test_the_page_lists_the_rhythm_findings():
+    assert rhythm_lines([]) == ([], False)
+    lines, urgent = rhythm_lines([
+        {"label": "SBR", "name": "Sinus bradycardia", "start_s": 0.0, "end_s": 40.0},
+        {"label": "AFIB", "name": "Atrial fibrillation", "start_s": 70.0, "end_s": 155.5},
+    ])
+    assert urgent and lines == ["Sinus bradycardia (SBR): 0:00:00.0–0:00:40.0",
+                                "Atrial fibrillation (AFIB): 0:01:10.0–0:02:35.5"]
+    assert rhythm_lines([{"label": "SBR", "name": "Sinus bradycardia", "start_s": 0.0,
+                          "end_s": 40.0}])[1] is False
+
+
+def _play_fast(tmp_path, classifiers, record: str, start_s: float, signal_s: float,
+               speed: float = 4.0) -> LiveSession:
+    live = LiveSession(tmp_path / "live", classifiers=classifiers)
+    live.start_simulator(MITDB / record, start_s=start_s, speed=speed,
+                         duration_s=signal_s)
+    deadline = time.monotonic() + signal_s / speed + 30.0
+    while time.monotonic() < deadline and not live.finished:
+        time.sleep(0.3)
+    live.stop()
+    return live
+
+
+def test_atrial_fibrillation_is_found_live(tmp_path, classifiers):
+    # MIT-BIH 201 is in AF from 0.2 s to 378 s (reference rhythm annotations).
+    live = _play_fast(tmp_path, classifiers, "201", 100.0, 90.0)
+    stats = live.stats()
+    assert stats["signal_s"] >= 85.0
+    af = [f for f in live.rhythm() if f.label == "AFIB"]
+    assert af, f"no AF found live: {live.rhythm()}"
+    assert sum(f.end_s - f.start_s for f in af) >= 45.0
+    assert stats["rhythm"] and stats["rhythm"][0]["name"]
+
+
+def test_sinus_rhythm_raises_no_af_live(tmp_path, classifiers):
+    live = _play_fast(tmp_path, classifiers, "100", 0.0, 90.0)
+    assert live.stats()["signal_s"] >= 85.0
+    assert not [f for f in live.rhythm() if f.label in ("AFIB", "AFL", "VT")]
 
 
 def test_leads_off_and_lost_lines_are_shown_and_never_become_beats(tmp_path, classifiers):

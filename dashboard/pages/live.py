@@ -30,7 +30,14 @@ from dashboard.components.figures import (
     format_hms,
     time_ticks,
 )
-from dashboard.live import V_RUN_MIN, LiveError, LiveHub, LiveSession, LiveSettings
+from dashboard.live import (
+    V_RUN_MIN,
+    LiveError,
+    LiveHub,
+    LiveSession,
+    LiveSettings,
+    rhythm_lines,
+)
 from dashboard.records import UPLOAD_PREFIX
 from dashboard.state import SessionStore, new_token
 from ecgcore.errors import EcgError
@@ -413,6 +420,20 @@ def _figure_patch(view: dict | None) -> Patch:
     return patch
 
 
+def _rhythm_alert(stats: dict) -> dbc.Alert | None:
+    """The rhythm episodes found so far (:func:`dashboard.live.rhythm_lines`)."""
+    lines, urgent = rhythm_lines(stats.get("rhythm") or [])
+    if not lines:
+        return None
+    span = stats.get("rhythm_span_s")
+    return dbc.Alert(
+        [html.Strong("Rhythm"),
+         html.Span(f" (each finding from the record view's analysis of the {span / 60:.0f} "
+                   "minutes of signal before it)" if span else "", className="small"),
+         html.Ul([html.Li(line) for line in lines], className="mb-0")],
+        color="warning" if urgent else "info", id="live-rhythm", className="py-2")
+
+
 @callback(
     Output("live-graph", "figure"),
     Output("live-state", "children"),
@@ -463,6 +484,9 @@ def poll(_n, session_id):
              + (f"; {len(stats['runs'])} runs so far" if len(stats["runs"]) > 1 else "")],
             color="danger", id="live-v-alert", className="py-2",
         )
+    rhythm = _rhythm_alert(stats)
+    if rhythm is not None:
+        alert = [a for a in (alert, rhythm) if a is not None]
     messages = [html.Li(text) for text in stats["notices"] + stats["messages"]]
     if stats["error"]:
         messages.insert(0, html.Li(stats["error"], className="text-danger fw-bold"))
