@@ -271,7 +271,8 @@ def normal_qrs_correlation(
     -------
     np.ndarray
         ``(n,)`` float64 in [-1, 1]; NaN for every beat when fewer than
-        :data:`MIN_NORMAL_BEATS` are called normal.
+        :data:`MIN_NORMAL_BEATS` are called normal, and for a beat whose QRS or
+        reference is flat.
     """
     from scipy.ndimage import median_filter
 
@@ -292,7 +293,8 @@ def normal_qrs_correlation(
     reference = reference[nearest_index(kept, w.shape[0])]
     den = np.sqrt(np.sum(qrs * qrs, axis=1) * np.sum(reference * reference, axis=1))
     with np.errstate(invalid="ignore", divide="ignore"):
-        out = np.where(den > 0, np.sum(qrs * reference, axis=1) / den, 0.0)
+        # A flat QRS (a filled gap, a rail) has no shape to compare: unknown, not 0.
+        out = np.where(den > 0, np.sum(qrs * reference, axis=1) / den, np.nan)
     return out
 
 

@@ -88,6 +88,13 @@ def test_too_few_normal_beats_give_no_reference_and_never_overrule(reference_119
     assert not morphology_rule_mask(probs, corr).any()
     with pytest.raises(ValueError):
         normal_qrs_correlation(inputs.waveforms, few[:-1])
+    # A flat beat (a filled gap) has no shape: unknown, so an S call on it stays S.
+    flat = np.array(inputs.waveforms[:300])
+    flat[7] = 0.0
+    corr = normal_qrs_correlation(flat, classes[:300] == "N")
+    assert np.isnan(corr[7]) and np.isfinite(np.delete(corr, 7)).all()
+    probs = np.tile([0.2, 0.7, 0.05, 0.04, 0.01], (300, 1))
+    assert not morphology_rule_mask(probs, corr)[7]
 
 
 def test_a_normal_beat_called_v_is_overruled_and_a_pvc_is_not(reference_119):
