@@ -44,6 +44,12 @@ MORPHOLOGY_RULE = ("the highest score averaged over the seeds, both parts off in
                    "settings within 0.002 of it, the one that changes the fewest beats (summed "
                    "over the seeds)")
 
+BINARY_GRID = HERE / "binary_grid.json"
+BINARY_THRESHOLDS = (0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 0.97, 0.99)
+"""Thresholds of the binary network tried by ``--binary-grid``."""
+BINARY_RULE = ("the highest abnormal sensitivity averaged over the seeds among the settings "
+               "whose mean specificity is at least 95 % (the target's operating point)")
+
 BASE = TrainConfig(epochs=12, arch=ArchConfig())
 SMALL = ArchConfig(filters=(8, 16, 32), stem_stride=3)
 # The RR features that compare a beat with its neighbours and with this patient's own
@@ -298,6 +304,62 @@ def morphology_grid(name: str) -> dict:
             "date": datetime.now(UTC).isoformat(timespec="seconds")}
 
 
+def binary_grid(binary_name: str, aami_name: str) -> dict:
+    """Abnormal Se and Sp on the saved held-out DS1 predictions of the binary network alone
+    (per threshold), of the five-class labels (after the morphology rule) alone, and of the
+    two together (abnormal when either says so), pairing the runs seed by seed.
+
+    The choice: :data:`BINARY_RULE`. Nothing here is served by itself.
+    """
+    from ecgcore.analysis import morphology_rule_mask, overruled_labels
+    from ecgcore.beats import normal_qrs_correlation
+    from training.dataset import patient_folds
+
+    binary_runs = dict(_saved_cv_predictions(binary_name))
+    aami_runs = dict(_saved_cv_predictions(aami_name))
+    seeds = sorted(set(binary_runs) & set(aami_runs))
+    if not seeds:
+        raise SystemExit(f"no seed has saved CV predictions of both {binary_name} and "
+                         f"{aami_name}")
+    beats = build_dataset(records=DS1)
+    order = np.concatenate([np.flatnonzero(np.isin(beats.record, held))
+                            for held in patient_folds(beats, 4)])
+    records, waveforms = beats.record[order], beats.waveforms[order]
+    table: dict[str, dict] = {}
+    for seed in seeds:
+        probs, true = aami_runs[seed]["probs"], aami_runs[seed]["true"]
+        abnormal = (true != 0).astype(np.int64)
+        if not np.array_equal(binary_runs[seed]["true"], abnormal):
+            raise SystemExit("the saved binary and five-class predictions are not of the "
+                             "same beats")
+        corr = np.full(true.size, np.nan)
+        network_n = np.argmax(probs, axis=1) == 0
+        for record in np.unique(records):
+            mine = records == record
+            corr[mine] = normal_qrs_correlation(waveforms[mine], network_n[mine])
+        five = overruled_labels(probs, morphology_rule_mask(probs, corr)) != "N"
+        p_abnormal = binary_runs[seed]["probs"][:, 1]
+        settings = [("five-class labels alone", five.astype(float), 0.5)]
+        for t in BINARY_THRESHOLDS:
+            settings += [(f"binary network alone, threshold {t}", p_abnormal, t),
+                         (f"either: binary network at {t} or five-class not N",
+                          np.where(five, 1.0, p_abnormal), t)]
+        for label, score, threshold in settings:
+            fig = binary_figures(abnormal, score, threshold)
+            row = table.setdefault(label, {"setting": label, "se": [], "sp": []})
+            row["se"].append(round(fig["abnormal_sensitivity"], 4))
+            row["sp"].append(round(fig["specificity"], 4))
+    rows = list(table.values())
+    for row in rows:
+        row["mean_se"] = round(float(np.mean(row["se"])), 4)
+        row["mean_sp"] = round(float(np.mean(row["sp"])), 4)
+    eligible = [r for r in rows if r["mean_sp"] >= 0.95]
+    chosen = max(eligible, key=lambda r: r["mean_se"]) if eligible else None
+    return {"binary": binary_name, "aami": aami_name, "seeds": seeds, "grid": rows,
+            "chosen": chosen, "rule": BINARY_RULE,
+            "date": datetime.now(UTC).isoformat(timespec="seconds")}
+
+
 def load_results() -> list[dict]:
     """All recorded experiment results."""
     return json.loads(RESULTS.read_text()) if RESULTS.exists() else []
@@ -386,6 +448,22 @@ def write_report(results: list[dict]) -> None:
                 + " | " + ", ".join(f"{_pct(x['S_sensitivity'])}/{_pct(x['S_ppv'])}"
                                     for x in d) + " |")
         lines.append("")
+    if BINARY_GRID.exists():
+        grid = json.loads(BINARY_GRID.read_text())
+        chosen = grid["chosen"]
+        lines += [f"## Binary label grid on the CV predictions of {grid['binary']} and "
+                  f"{grid['aami']}", "",
+                  f"Seeds {', '.join(grid['seeds'])} (each binary run with the five-class "
+                  "run of the same seed). Rule: " + grid["rule"] + ". Chosen: "
+                  + (chosen["setting"] if chosen else "none") + ". Not served: "
+                  "`ecgcore.analysis` still serves the binary network at 0.5.", "",
+                  "| setting | abnormal Se per seed | Sp per seed | mean Se | mean Sp |",
+                  "|---|---|---|---|---|"]
+        for row in grid["grid"]:
+            lines.append(f"| {row['setting']} | {', '.join(_pct(x) for x in row['se'])} | "
+                         f"{', '.join(_pct(x) for x in row['sp'])} | {_pct(row['mean_se'])} "
+                         f"| {_pct(row['mean_sp'])} |")
+        lines.append("")
     REPORT.write_text("\n".join(lines) + "\n")
 
 
@@ -412,6 +490,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--morphology-grid", metavar="NAME",
                         help="choose the morphology rule's threshold on NAME's saved CV "
                         "predictions (writes training/morphology_grid.json)")
+    parser.add_argument("--binary-grid", nargs=2, metavar=("BINARY", "AAMI"),
+                        help="score the binary network's thresholds and its union with the "
+                        "five-class labels on saved CV predictions (writes "
+                        "training/binary_grid.json)")
     parser.add_argument("--seed", type=int, default=0,
                         help="first seed of the folds' networks; a run with another seed than "
                         "0 is recorded as NAME@seedK, beside the seed-0 run (the seed spread)")
@@ -426,6 +508,10 @@ def main(argv: list[str] | None = None) -> int:
         MORPHOLOGY_GRID.write_text(json.dumps(grid, indent=1))
         c = grid["chosen"]
         print(f"chosen V {c['v_threshold']}, S {c['s_threshold']} (mean score {c['mean']})")
+    if args.binary_grid:
+        grid = binary_grid(*args.binary_grid)
+        BINARY_GRID.write_text(json.dumps(grid, indent=1))
+        print(f"chosen: {grid['chosen']['setting'] if grid['chosen'] else 'none'}")
     for name in [] if args.report_only else args.names:
         result = run(name, seed=args.seed, log=lambda s: print(s, flush=True))
         if args.seed:
