@@ -686,7 +686,7 @@ class LiveSession:
         chosen = np.searchsorted(ok_index, [i for i, _ in new])
         labels = None
         if self._classifiers is not None:
-            from ecgcore.analysis import morphology_checked_labels
+            from ecgcore.analysis import morphology_checked_labels, served_binary_labels
             from ecgcore.beats import beat_inputs
             from ecgcore.inference import classify_beats
             from ecgcore.signal import INTERNAL_FS
@@ -696,9 +696,10 @@ class LiveSession:
             inputs = beat_inputs(x360, rpeaks_ok, INTERNAL_FS)
             every = classify_beats(self._classifiers, inputs)
             checked, _ = morphology_checked_labels(inputs.waveforms, every["aami_probs"])
-            labels = {key: every[key][chosen] for key in
-                      ("aami_probs", "binary", "binary_p_abnormal")}
+            labels = {key: every[key][chosen] for key in ("aami_probs", "binary_p_abnormal")}
             labels["aami"] = checked[chosen]
+            labels["binary"] = served_binary_labels(labels["binary_p_abnormal"],
+                                                    labels["aami"])
         done, done_wall = time.monotonic(), time.time()
         out = []
         for k, (i, next_known) in enumerate(new):

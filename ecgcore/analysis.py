@@ -30,7 +30,15 @@ MAX_MISSING_FRACTION = 0.5
 AAMI_CLASSES = ("N", "S", "V", "F", "Q")
 HEART_RATE_SMOOTHING_BEATS = 5
 BINARY_THRESHOLD = 0.5
-"""A beat is abnormal when the binary model's probability reaches this."""
+"""The binary network's own label: abnormal when its probability reaches this."""
+BINARY_SERVED_THRESHOLD = 0.9
+"""The served binary label (:func:`served_binary_labels`): abnormal when the binary
+network's probability reaches this or the served five-class label is not N. Chosen by
+patient-wise cross-validation inside DS1 (``python -m training.experiments --binary-grid``:
+the highest abnormal sensitivity at a mean specificity of at least 95 %)."""
+BINARY_RULE_NOTE = ("abnormal when the binary network's p(abnormal) >= 0.9 or the five-class "
+                    "label is not N")
+"""What the per-beat binary ``rule`` field says when the served label is not the network's."""
 NO_S_RHYTHMS = ("AFIB", "AFL")
 """Rhythms during which no beat is supraventricular premature (S).
 
@@ -102,6 +110,41 @@ def rhythm_rule_mask(
     if labels.size != r.size:
         raise ValueError(f"{labels.size} beat labels for {r.size} beats")
     return in_rhythm(r, rhythm) & (labels == "S")
+
+
+def served_binary_labels(
+    p_abnormal: np.ndarray, aami_labels: np.ndarray, rhythm_rule: np.ndarray | None = None
+) -> np.ndarray:
+    """The served binary label of each beat: both networks' word on it.
+
+    Abnormal when the binary network is confident (p(abnormal) >=
+    :data:`BINARY_SERVED_THRESHOLD`) or the served five-class label is not N; normal
+    otherwise. A beat the rhythm rule relabelled (five-class S inside AF/AFL) is normal:
+    the only abnormality claimed there was supraventricular prematurity, which AF leaves
+    undefined.
+
+    Parameters
+    ----------
+    p_abnormal : np.ndarray
+        ``(n,)`` the binary network's probabilities.
+    aami_labels : np.ndarray
+        ``(n,)`` served five-class labels (after the rules).
+    rhythm_rule : np.ndarray or None
+        ``(n,)`` bool, :func:`rhythm_rule_mask`.
+
+    Returns
+    -------
+    np.ndarray
+        ``"normal"`` / ``"abnormal"`` per beat.
+    """
+    p = np.asarray(p_abnormal, dtype=np.float64).ravel()
+    five = np.asarray(aami_labels).astype(str).ravel()
+    if five.size != p.size:
+        raise ValueError(f"{five.size} five-class labels for {p.size} beats")
+    confident = p >= BINARY_SERVED_THRESHOLD
+    if rhythm_rule is not None:
+        confident &= ~np.asarray(rhythm_rule, dtype=bool)
+    return np.where(confident | (five != "N"), "abnormal", "normal")
 
 
 def morphology_rule_mask(
@@ -322,21 +365,19 @@ class Analysis:
 
     @property
     def binary_labels(self) -> np.ndarray | None:
-        """The served binary label per beat.
+        """The served binary label per beat (:func:`served_binary_labels`).
 
-        The network's label, except abnormal -> normal on the beats the rhythm rule
-        relabelled (five-class S inside AF/AFL). For those beats the only abnormality the
-        models claimed was supraventricular prematurity, which AF leaves undefined; a beat
-        the binary network calls abnormal while the five-class one says N, V, F or Q keeps
-        its label (that claim is not about prematurity, or not only).
+        Abnormal when the binary network is confident or the served five-class label is
+        not N; :attr:`binary_p_abnormal` keeps what the network said. Without the
+        five-class model, the network's own label.
         """
         labels = self.binary_network_labels
         if labels is None:
             return None
-        rule = self.rhythm_rule
-        if rule is None:
+        five = self.aami_labels
+        if five is None:
             return labels
-        return np.where(rule, "normal", labels)
+        return served_binary_labels(self.binary_p_abnormal, five, self.rhythm_rule)
 
     def heart_rate_bpm(self) -> dict[str, float | None]:
         """Mean, minimum and maximum heart rate.
@@ -385,7 +426,7 @@ class Analysis:
                 beat[name] = index(values[i])
             # "label" is what is served; "network_label" and the probabilities are what
             # the network said; "rule" names the rule that changed the label, if any.
-            why = RHYTHM_RULE_NOTE if rule[i] else None
+            why = RHYTHM_RULE_NOTE if rule[i] else BINARY_RULE_NOTE
             why_aami = "; ".join(
                 note for note, applied in ((MORPHOLOGY_RULE_NOTE, morphology[i]),
                                            (RHYTHM_RULE_NOTE, rule[i])) if applied

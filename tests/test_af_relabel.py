@@ -12,11 +12,14 @@ import pytest
 
 from ecgcore.analysis import (
     AAMI_CLASSES,
+    BINARY_RULE_NOTE,
+    BINARY_SERVED_THRESHOLD,
     NO_S_RHYTHMS,
     RHYTHM_RULE_NOTE,
     analyze,
     prepare_lead,
     rhythm_rule_mask,
+    served_binary_labels,
 )
 from ecgcore.inference import load_classifiers
 from ecgcore.io import read
@@ -83,11 +86,13 @@ def test_the_rule_keeps_what_the_network_said(analyses):
     assert np.all(a.aami_beat_labels[rule] == "S")
     own = rule & ~a.morphology_rule
     assert np.all(np.argmax(a.aami_probs[own], axis=1) == AAMI_CLASSES.index("S"))
-    # Binary: abnormal -> normal only on relabelled beats.
+    # Binary: relabelled beats are normal; elsewhere the served label is both networks'
+    # word (served_binary_labels), whatever the binary network alone said.
     binary, binary_net = a.binary_labels, a.binary_network_labels
     assert np.all(binary[rule] == "normal")
-    np.testing.assert_array_equal(binary[~rule], binary_net[~rule])
     assert np.any(binary_net[rule] == "abnormal")
+    either = (a.binary_p_abnormal >= BINARY_SERVED_THRESHOLD) | (a.aami_labels != "N")
+    np.testing.assert_array_equal(binary[~rule] == "abnormal", either[~rule])
     beats = a.to_dict()["beats"]
     for i in np.flatnonzero(own)[:50]:
         beat = beats[i]
@@ -97,7 +102,9 @@ def test_the_rule_keeps_what_the_network_said(analyses):
         assert beat["binary"]["label"] == "normal"
         assert beat["binary"]["p_abnormal"] == round(float(a.binary_p_abnormal[i]), 5)
     for i in np.flatnonzero(~rule & ~a.morphology_rule)[:50]:
-        assert beats[i]["aami"]["rule"] is None and beats[i]["binary"]["rule"] is None
+        assert beats[i]["aami"]["rule"] is None
+        changed = beats[i]["binary"]["label"] != beats[i]["binary"]["network_label"]
+        assert beats[i]["binary"]["rule"] == (BINARY_RULE_NOTE if changed else None)
 
 
 def test_rhythm_comes_from_the_network_labels_not_the_relabelled_ones(analyses):
@@ -119,7 +126,8 @@ def test_the_rule_changes_nothing_without_af(analyses):
     assert not _inside(a).any()
     assert not a.rhythm_rule.any()
     np.testing.assert_array_equal(a.aami_labels, a.aami_beat_labels)
-    np.testing.assert_array_equal(a.binary_labels, a.binary_network_labels)
+    np.testing.assert_array_equal(
+        a.binary_labels, served_binary_labels(a.binary_p_abnormal, a.aami_labels))
     assert all(RHYTHM_RULE_NOTE not in (b["aami"]["rule"] or "") for b in a.to_dict()["beats"])
 
 
@@ -152,10 +160,26 @@ def test_end_to_end_evaluation_uses_the_served_labels(mitdb, classifiers, analys
     row = result["per_record"]["219"]
     assert row["relabelled_by_rhythm_rule"] == int(a.rhythm_rule.sum()) > 0
     assert row["errors"] < row["errors_without_rhythm_rule"]
-    served = result["binary_variants"]["rule_when_five_class_s"]
+    served = result["binary_variants"]["either_network_or_five_class"]
     assert result["binary"]["confusion"] == served["confusion"]
     truth = (ref_cls[match.ref_index] != "N").astype(int)
     predicted = (a.binary_labels[match.test_index] == "abnormal").astype(int)
     expected = np.zeros((2, 2), dtype=int)
     np.add.at(expected, (truth, predicted), 1)
     assert served["confusion"] == expected.tolist()
+
+
+def test_the_served_binary_label_is_both_networks_word():
+    p = np.array([0.95, 0.6, 0.1, 0.1, 0.95, 0.2])
+    five = np.array(["N", "N", "V", "N", "N", "S"])
+    rule = np.array([False, False, False, False, True, False])
+    assert served_binary_labels(p, five, rule).tolist() == [
+        "abnormal",  # the binary network is confident
+        "normal",    # not confident, and the five-class label is N
+        "abnormal",  # the five-class label is V
+        "normal",
+        "normal",    # relabelled by the rhythm rule: no claim left
+        "abnormal",  # the five-class label is S
+    ]
+    with pytest.raises(ValueError):
+        served_binary_labels(p, five[:2])

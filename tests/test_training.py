@@ -94,7 +94,8 @@ def test_quick_training_run_end_to_end(mitdb, tmp_path, capsys):
     if morphology == 0:
         np.testing.assert_array_equal(free, served)
     assert set(evaluation["end_to_end"]["binary_variants"]) == {
-        "network", "rule_when_five_class_s", "rule_in_af_unless_five_class_vfq"}
+        "network", "either_network_or_five_class", "rule_when_five_class_s",
+        "rule_in_af_unless_five_class_vfq"}
 
 
 def test_evaluate_rewrites_the_cards_it_checks(mitdb, tmp_path, capsys):

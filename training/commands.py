@@ -156,6 +156,20 @@ def rhythm_rule_markdown(evaluation: dict, name: str) -> list[str]:
         if reference:
             lines += figures_markdown(reference, "DS2, reference positions, the network's own "
                                                  "labels (without the morphology rule)")
+    variants = e2e.get("binary_variants") or {}
+    served = variants.get(e2e.get("rhythm_rule", {}).get("binary_variant_served", ""))
+    if served and name == "binary":
+        lines += ["## The served binary label", "",
+                  f"Served: {served['description']}. Threshold and union chosen by "
+                  "patient-wise CV inside DS1 (`python -m training.experiments "
+                  "--binary-grid`). It applies both ways, at the reference positions and end "
+                  "to end; `p_abnormal` stays the network's own.", ""]
+        reference = (evaluation.get("reference") or {}).get("binary_network")
+        if reference:
+            lines += figures_markdown(reference, "DS2, reference positions, the binary "
+                                                 "network alone (threshold 0.5)")
+            lines += [f"Abnormal Se {_pct(reference['abnormal_sensitivity']).strip()} %, "
+                      f"specificity {_pct(reference['specificity']).strip()} %.", ""]
     lines += ["## The rhythm rule (end to end only)", "",
              f"Served labels apply one rule after the rhythm is known: {rule['rule']} "
              f"(episodes {', '.join(rule['rhythms'])} found by `ecgcore.rhythm.ecg_rhythm`). "

@@ -309,7 +309,7 @@ def binary_grid(binary_name: str, aami_name: str) -> dict:
     (per threshold), of the five-class labels (after the morphology rule) alone, and of the
     two together (abnormal when either says so), pairing the runs seed by seed.
 
-    The choice: :data:`BINARY_RULE`. Nothing here is served by itself.
+    The choice: :data:`BINARY_RULE`; ``ecgcore.analysis.served_binary_labels`` serves it.
     """
     from ecgcore.analysis import morphology_rule_mask, overruled_labels
     from ecgcore.beats import normal_qrs_correlation
@@ -455,8 +455,8 @@ def write_report(results: list[dict]) -> None:
                   f"{grid['aami']}", "",
                   f"Seeds {', '.join(grid['seeds'])} (each binary run with the five-class "
                   "run of the same seed). Rule: " + grid["rule"] + ". Chosen: "
-                  + (chosen["setting"] if chosen else "none") + ". Not served: "
-                  "`ecgcore.analysis` still serves the binary network at 0.5.", "",
+                  + (chosen["setting"] if chosen else "none") + " (served: "
+                  "`ecgcore.analysis.served_binary_labels`, `BINARY_SERVED_THRESHOLD`).", "",
                   "| setting | abnormal Se per seed | Sp per seed | mean Se | mean Sp |",
                   "|---|---|---|---|---|"]
         for row in grid["grid"]:
