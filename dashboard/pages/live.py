@@ -378,7 +378,10 @@ def _beats_table(beats: list[dict]) -> dbc.Table:
             html.Td(format_hms(beat["time_s"], 2)),
             html.Td(f"{aami} ({beat['aami_p']:.0%})" if aami else "–",
                     style={"color": CLASS_COLOURS.get(aami, "#555"), "fontWeight": 600}),
-            html.Td(f"{binary} ({beat['binary_p']:.0%})" if binary else "–",
+            html.Td(f"{binary} ({beat['binary_p']:.0%})"
+                    # The network is not sure of the served label: the AAMI label decided.
+                    + (f" (AAMI {aami})" if beat["binary_p"] < 0.5 else "")
+                    if binary else "–",
                     style={"color": BINARY_COLOURS.get(binary, "#555")}),
             html.Td(_ms(beat["latency_s"])),
             html.Td("yes" if beat["next_rr_known"] else "local mean"),

@@ -633,6 +633,20 @@ TABLE_COLUMNS = ("#", "time", "RR (ms)", "AAMI", "AAMI probabilities", "binary (
 
 
 
+def _binary_cell(beats: dict[str, Any], i: int) -> str:
+    """The served binary label, the network's p(abnormal), and why they seem to disagree."""
+    label, p = beats["binary"][i], float(beats["binary_p"][i])
+    if not label:
+        return ""
+    text = f"{label} ({p:.2f})"
+    # The served label is both networks' word (ecgcore.analysis.served_binary_labels).
+    if label == "abnormal" and p < 0.5:
+        text += f" (AAMI {beats['aami'][i]})"
+    elif label == "normal" and p >= 0.5:
+        text += " (AF rule)" if beats["rule"][i] else " (AAMI N, binary not sure)"
+    return text
+
+
 def _rule_suffix(beats: dict[str, Any], i: int) -> str:
     """Why a served label is not the network's, for the beat table."""
     why = [name for name, applied in (("QRS shape rule", beats["morphology"][i]),
@@ -665,8 +679,7 @@ def _table_page(prepared: PreparedRecord, record_id: str, page: int, which: str)
             beats["aami"][i] + _rule_suffix(beats, i),
             "" if not np.isfinite(probs).all() else " ".join(
                 f"{c}:{p:.2f}" for c, p in zip(AAMI_CLASSES, probs, strict=True)),
-            "" if not beats["binary"][i] else
-            f"{beats['binary'][i]} ({beats['binary_p'][i]:.2f})",
+            _binary_cell(beats, i),
             beats["ref"][i],
         ]
         link = dcc.Link("explain", href=f"/explain?record={quote(record_id)}&beat={i}")

@@ -78,7 +78,7 @@ def test_simulated_beats_arrive_labelled_then_stop_opens_the_saved_record(web, n
     assert rows.count() >= 5
     first_row = [rows.nth(0).locator("td").nth(i).inner_text() for i in range(5)]
     assert re.fullmatch(r"[NSVFQ] \(\d+%\)", first_row[1]), first_row
-    assert re.fullmatch(r"(normal|abnormal) \(\d+%\)", first_row[2]), first_row
+    assert re.fullmatch(r"(normal|abnormal) \(\d+%\)( \(AAMI [NSVFQ]\))?", first_row[2]), first_row
     assert re.fullmatch(r"\d+ ms", first_row[3]), first_row
     graph = web.page.evaluate(GRAPH_STATE)
     assert graph["n"] > 500, graph  # the last seconds of signal are drawn
