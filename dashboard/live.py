@@ -650,7 +650,7 @@ class LiveSession:
 
     def _rhythm_step(self) -> None:
         """Find the rhythm over the newest :attr:`LiveSettings.rhythm_span_s` and merge it."""
-        from ecgcore.analysis import MAX_MISSING_FRACTION, analyze
+        from ecgcore.analysis import analyze
         from ecgcore.recording import Recording
         from ecgcore.rhythm import RHYTHM_NAMES
 
@@ -661,14 +661,12 @@ class LiveSession:
         end_s = (first + x.size) / fs
         if x.size < self.settings.context_s * fs or end_s <= self._rhythm_analysed_s:
             return
-        if (~np.isfinite(x)).mean() > MAX_MISSING_FRACTION:
-            return
         recording = Recording(x[:, None], float(fs), ["ECG"], ["adu"], "live")
         try:
             analysis = analyze(recording, classify=self._classifiers is not None,
                                classifiers=self._classifiers)
         except EcgError:
-            return  # a flat line or too short a stretch: nothing to find
+            return  # mostly missing (leads off), or a flat line: nothing to find
         found = [RhythmFinding(e["label"], RHYTHM_NAMES.get(e["label"], e["label"]),
                                (first + e["start"]) / fs, (first + e["end"]) / fs)
                  for e in analysis.rhythm]

@@ -249,6 +249,21 @@ def _saved_cv_predictions(name: str) -> list[tuple[str, dict]]:
     return runs
 
 
+def _held_out_ds1():
+    """DS1's beats in the order :func:`training.train.cross_validate` returns its held-out
+    predictions (the folds of :func:`training.dataset.patient_folds`, one after another)."""
+    from training.dataset import patient_folds
+
+    beats = build_dataset(records=DS1)
+    return beats.take(np.concatenate([np.flatnonzero(np.isin(beats.record, held))
+                                      for held in patient_folds(beats, 4)]))
+
+
+def _check_saved(name: str, true: np.ndarray, held) -> None:
+    if not np.array_equal(true, held.labels):
+        raise SystemExit(f"the saved predictions of {name} are not of the current DS1 beats")
+
+
 def morphology_grid(name: str) -> dict:
     """Score the morphology rule (:func:`ecgcore.analysis.morphology_rule_mask`) for every
     pair of :data:`MORPHOLOGY_V_THRESHOLDS` and :data:`MORPHOLOGY_S_THRESHOLDS` on the
@@ -259,25 +274,18 @@ def morphology_grid(name: str) -> dict:
     """
     from ecgcore.analysis import morphology_rule_mask, overruled_labels
     from ecgcore.beats import normal_qrs_correlation
-    from training.dataset import patient_folds
 
     runs = _saved_cv_predictions(name)
-    beats = build_dataset(records=DS1)
-    # cross_validate concatenates the held-out folds in order.
-    order = np.concatenate([np.flatnonzero(np.isin(beats.record, held))
-                            for held in patient_folds(beats, 4)])
-    records = beats.record[order]
-    waveforms = beats.waveforms[order]
+    held = _held_out_ds1()
     table: dict[tuple, dict] = {}
     for _, run in runs:
         true, probs = run["true"], run["probs"]
-        if not np.array_equal(true, beats.labels[order]):
-            raise SystemExit(f"the saved predictions of {name} are not of the current DS1 beats")
+        _check_saved(name, true, held)
         corr = np.full(true.size, np.nan)
         network_n = np.argmax(probs, axis=1) == 0
-        for record in np.unique(records):
-            mine = records == record
-            corr[mine] = normal_qrs_correlation(waveforms[mine], network_n[mine])
+        for record in np.unique(held.record):
+            mine = held.record == record
+            corr[mine] = normal_qrs_correlation(held.waveforms[mine], network_n[mine])
         for v in MORPHOLOGY_V_THRESHOLDS:
             for s_th in MORPHOLOGY_S_THRESHOLDS:
                 mask = morphology_rule_mask(probs, corr, v, s_th)
@@ -311,9 +319,7 @@ def binary_grid(binary_name: str, aami_name: str) -> dict:
 
     The choice: :data:`BINARY_RULE`; ``ecgcore.analysis.served_binary_labels`` serves it.
     """
-    from ecgcore.analysis import morphology_rule_mask, overruled_labels
-    from ecgcore.beats import normal_qrs_correlation
-    from training.dataset import patient_folds
+    from training.evaluate import morphology_checked_predictions
 
     binary_runs = dict(_saved_cv_predictions(binary_name))
     aami_runs = dict(_saved_cv_predictions(aami_name))
@@ -321,23 +327,16 @@ def binary_grid(binary_name: str, aami_name: str) -> dict:
     if not seeds:
         raise SystemExit(f"no seed has saved CV predictions of both {binary_name} and "
                          f"{aami_name}")
-    beats = build_dataset(records=DS1)
-    order = np.concatenate([np.flatnonzero(np.isin(beats.record, held))
-                            for held in patient_folds(beats, 4)])
-    records, waveforms = beats.record[order], beats.waveforms[order]
+    held = _held_out_ds1()
     table: dict[str, dict] = {}
     for seed in seeds:
         probs, true = aami_runs[seed]["probs"], aami_runs[seed]["true"]
+        _check_saved(aami_name, true, held)
         abnormal = (true != 0).astype(np.int64)
         if not np.array_equal(binary_runs[seed]["true"], abnormal):
-            raise SystemExit("the saved binary and five-class predictions are not of the "
-                             "same beats")
-        corr = np.full(true.size, np.nan)
-        network_n = np.argmax(probs, axis=1) == 0
-        for record in np.unique(records):
-            mine = records == record
-            corr[mine] = normal_qrs_correlation(waveforms[mine], network_n[mine])
-        five = overruled_labels(probs, morphology_rule_mask(probs, corr)) != "N"
+            raise SystemExit(f"the saved predictions of {binary_name} are not of the current "
+                             "DS1 beats")
+        five = morphology_checked_predictions(held, probs) != AAMI_CLASSES.index("N")
         p_abnormal = binary_runs[seed]["probs"][:, 1]
         settings = [("five-class labels alone", five.astype(float), 0.5)]
         for t in BINARY_THRESHOLDS:

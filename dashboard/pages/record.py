@@ -31,6 +31,7 @@ from dashboard.components.figures import (
     waveform_figure,
 )
 from dashboard.records import AAMI_CLASSES, PreparedRecord, get_prepared, is_upload
+from ecgcore.analysis import BINARY_THRESHOLD
 from ecgcore.errors import EcgError
 
 dash.register_page(__name__, path_template="/record/<name>", name="Record", order=1)
@@ -640,9 +641,9 @@ def _binary_cell(beats: dict[str, Any], i: int) -> str:
         return ""
     text = f"{label} ({p:.2f})"
     # The served label is both networks' word (ecgcore.analysis.served_binary_labels).
-    if label == "abnormal" and p < 0.5:
+    if label == "abnormal" and p < BINARY_THRESHOLD:
         text += f" (AAMI {beats['aami'][i]})"
-    elif label == "normal" and p >= 0.5:
+    elif label == "normal" and p >= BINARY_THRESHOLD:
         text += " (AF rule)" if beats["rule"][i] else " (AAMI N, binary not sure)"
     return text
 
