@@ -19,6 +19,7 @@ SCRIPTS = [
     "inference.py",
     "explain.py",
     "rhythm.py",
+    "other_inputs.py",
     "dashboard.py",
     "live_latency.py",
     "load.py",

@@ -61,9 +61,9 @@ from typing import Any
 import numpy as np
 
 from dashboard.state import SessionStore, new_token
+from ecgcore.beats import AAMI_CLASSES
 from ecgcore.errors import EcgError
 
-AAMI_CLASSES = ("N", "S", "V", "F", "Q")
 V_RUN_MIN = 3
 """Consecutive V beats that raise the alert."""
 RR_MIN_S, RR_MAX_S = 0.2, 3.0
@@ -684,7 +684,11 @@ class LiveSession:
         chosen = np.searchsorted(ok_index, [i for i, _ in new])
         labels = None
         if self._classifiers is not None:
-            from ecgcore.analysis import morphology_checked_labels, served_binary_labels
+            from ecgcore.analysis import (
+                QRS_TURNED_OVER_WARNING,
+                morphology_checked_labels,
+                served_binary_labels,
+            )
             from ecgcore.beats import beat_inputs
             from ecgcore.inference import classify_beats
             from ecgcore.signal import INTERNAL_FS
@@ -692,6 +696,8 @@ class LiveSession:
             # Every beat in the buffer gives context (template, RR) and is run: the
             # morphology rule compares each beat with its neighbours the network calls N.
             inputs = beat_inputs(x360, rpeaks_ok, INTERNAL_FS)
+            if inputs.turned_over and QRS_TURNED_OVER_WARNING not in self.notices:
+                self.notices.append(QRS_TURNED_OVER_WARNING)
             every = classify_beats(self._classifiers, inputs)
             checked, _ = morphology_checked_labels(inputs.waveforms, every["aami_probs"])
             labels = {key: every[key][chosen] for key in ("aami_probs", "binary_p_abnormal")}

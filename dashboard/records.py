@@ -17,11 +17,11 @@ from typing import Any
 import numpy as np
 
 from dashboard.state import MemoryStore, SessionStore
+from ecgcore.beats import AAMI_CLASSES
 from ecgcore.errors import EcgError, ModelError
 from ecgcore.recording import Recording
 
 UPLOAD_PREFIX = "upload-"
-AAMI_CLASSES = ("N", "S", "V", "F", "Q")
 RR_MIN_S, RR_MAX_S = 0.2, 3.0
 """Heart-rate trend: intervals outside this range (missed or extra beats) are not drawn."""
 

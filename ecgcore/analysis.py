@@ -13,6 +13,7 @@ from typing import Any
 
 import numpy as np
 
+from ecgcore.beats import AAMI_CLASSES
 from ecgcore.errors import SignalError
 from ecgcore.recording import Recording
 from ecgcore.signal import (
@@ -27,8 +28,11 @@ from ecgcore.signal import (
 MIN_DURATION_S = 2.0
 """Shortest recording analysed: a beat and its neighbours need about two seconds."""
 MAX_MISSING_FRACTION = 0.5
-AAMI_CLASSES = ("N", "S", "V", "F", "Q")
 HEART_RATE_SMOOTHING_BEATS = 5
+QRS_TURNED_OVER_WARNING = (
+    "the QRS complexes of this lead point mostly down: the classifiers read it turned over "
+    "(they are trained on leads turned QRS-up); the waveform is shown as recorded"
+)
 BINARY_THRESHOLD = 0.5
 """The binary network's own label: abnormal when its probability reaches this."""
 BINARY_SERVED_THRESHOLD = 0.9
@@ -564,6 +568,8 @@ def analyze(
 
         models = classifiers if classifiers is not None else load_classifiers()
         inputs = beat_inputs(x360, rpeaks360, INTERNAL_FS)
+        if inputs.turned_over:
+            warnings.append(QRS_TURNED_OVER_WARNING)
         result = classify_beats(models, inputs)
         binary = result["binary_p_abnormal"]
         aami = result["aami_probs"]

@@ -3,7 +3,9 @@
 The one place where a beat becomes model input, so training (``training/``) and serving
 (``ecgcore.inference``) can never differ. The front door is :func:`beat_inputs`: give it
 the conditioned lead at :data:`INTERNAL_FS` and any R positions (reference annotations or
-the detector's), and it returns exactly what the models were trained on.
+the detector's), and it returns exactly what the models were trained on. One step is for
+serving only: a lead whose QRS points down is turned over (``turn_qrs_up``); of the
+training records only 207's MLII points down, and it is kept as recorded.
 """
 
 from __future__ import annotations
@@ -20,6 +22,11 @@ WINDOW_BEFORE = 90
 WINDOW_AFTER = 144
 """Samples after the R peak in a beat window, at :data:`INTERNAL_FS` (400 ms)."""
 WINDOW_LENGTH = WINDOW_BEFORE + WINDOW_AFTER
+
+AAMI_CLASSES = ("N", "S", "V", "F", "Q")
+"""The AAMI EC57 beat classes, in the order of the five-class model's outputs."""
+BINARY_CLASSES = ("normal", "abnormal")
+"""The binary model's classes: N against S, V, F and Q."""
 
 WAVEFORM_CHANNELS = ("beat", "beat_minus_template")
 """Channels of :attr:`BeatInputs.waveforms`: the normalised beat, and the same beat minus
@@ -66,6 +73,8 @@ P_COHERENCE_BEATS = 31
 """Beats over which ``p_coherence`` is taken (the rhythm module's AF window)."""
 NORMAL_TEMPLATE_BEATS = 31
 """Beats called normal whose median QRS is a beat's reference (:func:`normal_qrs_correlation`)."""
+POLARITY_HALF_WIDTH_S = 0.060
+""":func:`qrs_points_down` looks this far either side of the R peak."""
 QRS_WINDOW_S = (0.08, 0.12)
 """The QRS: this long before and after the R peak."""
 MIN_NORMAL_BEATS = 5
@@ -85,11 +94,15 @@ class BeatInputs:
     rpeaks_aligned : np.ndarray
         The R positions actually used (int64, at :data:`INTERNAL_FS`), after
         :func:`align_rpeaks`; one per input position, same order.
+    turned_over : bool
+        The lead's QRS complexes point mostly down, so the waveforms are those of the
+        lead turned over (:func:`qrs_points_down`).
     """
 
     waveforms: np.ndarray
     rr_features: np.ndarray
     rpeaks_aligned: np.ndarray
+    turned_over: bool = False
 
     def __len__(self) -> int:
         return int(self.rr_features.shape[0])
@@ -97,7 +110,8 @@ class BeatInputs:
     def subset(self, index: np.ndarray | slice) -> BeatInputs:
         """The inputs of some beats only (RR features stay those computed in context)."""
         return BeatInputs(
-            self.waveforms[index], self.rr_features[index], self.rpeaks_aligned[index]
+            self.waveforms[index], self.rr_features[index], self.rpeaks_aligned[index],
+            self.turned_over,
         )
 
 
@@ -185,6 +199,22 @@ def beat_windows(x: np.ndarray, rpeaks: np.ndarray) -> np.ndarray:
     if not np.isfinite(scale) or scale <= 1e-9:
         scale = 1.0
     return (windows / scale).astype(np.float32)
+
+
+def qrs_points_down(windows: np.ndarray) -> bool:
+    """Whether the usual QRS complex of these beat windows points mostly down.
+
+    Compares the highest and the lowest point of the median beat within
+    :data:`POLARITY_HALF_WIDTH_S` of the R peak. The same lead recorded with its
+    electrodes swapped gives the opposite answer (the two tie only when they are equal),
+    so :func:`beat_inputs` can turn every served lead QRS-up and the classifiers see one
+    polarity whatever the device or the electrode placement.
+    """
+    if windows.shape[0] == 0:
+        return False
+    half = int(round(POLARITY_HALF_WIDTH_S * INTERNAL_FS))
+    qrs = beat_template(windows)[WINDOW_BEFORE - half : WINDOW_BEFORE + half + 1]
+    return bool(-float(qrs.min()) > float(qrs.max()))
 
 
 def beat_template(windows: np.ndarray) -> np.ndarray:
@@ -407,7 +437,9 @@ def beat_rr_features(
     return out
 
 
-def beat_inputs(x: np.ndarray, rpeaks: np.ndarray, fs: float = INTERNAL_FS) -> BeatInputs:
+def beat_inputs(
+    x: np.ndarray, rpeaks: np.ndarray, fs: float = INTERNAL_FS, *, turn_qrs_up: bool = True
+) -> BeatInputs:
     """Turn a conditioned lead and its R positions into the classifiers' inputs.
 
     Parameters
@@ -419,6 +451,10 @@ def beat_inputs(x: np.ndarray, rpeaks: np.ndarray, fs: float = INTERNAL_FS) -> B
         R positions at :data:`INTERNAL_FS`, ascending: reference annotations or detections.
     fs : float
         Must be :data:`INTERNAL_FS`; present so a wrong rate fails loudly.
+    turn_qrs_up : bool
+        Turn the lead over when its usual QRS points down (:func:`qrs_points_down`), so a
+        lead recorded with its electrodes swapped is read like the training leads. The
+        training set is built without it (see :mod:`training.dataset`).
 
     Returns
     -------
@@ -431,7 +467,13 @@ def beat_inputs(x: np.ndarray, rpeaks: np.ndarray, fs: float = INTERNAL_FS) -> B
     rpeaks = np.asarray(rpeaks, dtype=np.int64)
     aligned = align_rpeaks(x, rpeaks, fs)
     windows = beat_windows(x, aligned)
+    # Leads come with either polarity (lead choice, electrodes swapped): served leads are
+    # turned QRS-up, so the polarity never decides a class. The RR features and the P
+    # coherence do not depend on it.
+    turned_over = turn_qrs_up and qrs_points_down(windows)
+    if turned_over:
+        windows = -windows
     template = beat_template(windows)
     waveforms = np.stack([windows, windows - template[None, :]], axis=-1).astype(np.float32)
     rr = beat_rr_features(x, aligned, fs)
-    return BeatInputs(waveforms, rr, aligned)
+    return BeatInputs(waveforms, rr, aligned, turned_over)

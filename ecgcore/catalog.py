@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from ecgcore.analysis import AAMI_CLASSES
+from ecgcore.beats import AAMI_CLASSES
 from ecgcore.errors import ReadError
 from ecgcore.metrics import AAMI_BEAT_SYMBOLS
 

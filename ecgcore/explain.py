@@ -20,9 +20,9 @@ import time
 
 import numpy as np
 
-from ecgcore.beats import RR_FEATURE_NAMES, WINDOW_BEFORE, BeatInputs
+from ecgcore.beats import AAMI_CLASSES, BINARY_CLASSES, RR_FEATURE_NAMES, WINDOW_BEFORE, BeatInputs
 from ecgcore.errors import EcgError
-from ecgcore.inference import AAMI_CLASSES, BINARY_CLASSES, Classifiers, JittedModel
+from ecgcore.inference import Classifiers, JittedModel
 
 SEGMENT_SAMPLES = 6
 """Waveform samples per SHAP feature (6 at 360 Hz = 16.7 ms)."""

@@ -21,13 +21,11 @@ os.environ.setdefault("KERAS_BACKEND", "jax")
 import keras  # noqa: E402  (the backend must be chosen first)
 import numpy as np  # noqa: E402
 
-from ecgcore.beats import BeatInputs  # noqa: E402
+from ecgcore.beats import AAMI_CLASSES, BINARY_CLASSES, BeatInputs  # noqa: E402
 from ecgcore.errors import ModelError  # noqa: E402
 
 MODELS_DIR = Path(__file__).resolve().parent / "models"
 """The packaged weights and model cards."""
-AAMI_CLASSES = ("N", "S", "V", "F", "Q")
-BINARY_CLASSES = ("normal", "abnormal")
 MODEL_FILES = {"binary": "binary.keras", "aami": "aami.keras"}
 
 _BUCKETS = (32, 128, 512, 4096)

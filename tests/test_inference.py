@@ -103,3 +103,25 @@ def test_p_coherence_feature_tells_sinus_rhythm_from_atrial_fibrillation(mitdb):
     # Too few beats to tell: a finite, neutral value, never NaN.
     few = beat_rr_features(sinus["x"], sinus["reference"][:2])
     assert np.all(np.isfinite(few)) and np.all(few[:, column] == 1.0)
+
+
+@pytest.mark.parametrize("record", ["100", "207"])
+def test_a_lead_turned_over_is_classified_alike(mitdb, record):
+    # Electrodes swapped (or a lead whose QRS points down, as 207's MLII does): the
+    # classifiers see the lead QRS-up either way, so every probability is the same.
+    from dataclasses import replace
+
+    from ecgcore.analysis import QRS_TURNED_OVER_WARNING, analyze
+    from ecgcore.io import read
+
+    full = read(mitdb / record)
+    part = replace(full, signal=full.signal[: int(300 * full.fs)], annotations=None)
+    upside_down = replace(part, signal=-part.signal)
+    a, b = analyze(part, "MLII"), analyze(upside_down, "MLII")
+    np.testing.assert_array_equal(a.rpeaks, b.rpeaks)
+    np.testing.assert_array_equal(a.aami_probs, b.aami_probs)
+    np.testing.assert_array_equal(a.binary_p_abnormal, b.binary_p_abnormal)
+    assert list(a.aami_labels) == list(b.aami_labels)
+    # Exactly one of the two is read turned over, and the user is told which.
+    warned = [QRS_TURNED_OVER_WARNING in x.warnings for x in (a, b)]
+    assert warned == ([True, False] if record == "207" else [False, True])

@@ -254,6 +254,16 @@ def test_sinus_rhythm_raises_no_af_live(tmp_path, classifiers):
     assert not [f for f in live.rhythm() if f.label in ("AFIB", "AFL", "VT")]
 
 
+def test_a_lead_whose_qrs_points_down_is_said_to_be_read_turned_over(tmp_path, classifiers):
+    from ecgcore.analysis import QRS_TURNED_OVER_WARNING
+
+    # Record 207's MLII: its usual QRS points down (after the first minute).
+    live = _play_fast(tmp_path, classifiers, "207", 120.0, 20.0)
+    stats = live.stats()
+    assert stats["n_beats"] >= 10
+    assert QRS_TURNED_OVER_WARNING in stats["notices"]
+
+
 def test_leads_off_and_lost_lines_are_shown_and_never_become_beats(tmp_path, classifiers):
     seen_off = []
 

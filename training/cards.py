@@ -7,7 +7,8 @@ import platform
 from datetime import UTC, datetime
 from pathlib import Path
 
-from training.dataset import AAMI_CLASSES, BINARY_CLASSES, DS1, DS2, PACED
+from ecgcore.beats import AAMI_CLASSES, BINARY_CLASSES
+from training.dataset import DS1, DS2, PACED
 
 DESCRIPTIONS = {
     "binary": "Normal (AAMI N) against abnormal (S, V, F, Q) heartbeat.",

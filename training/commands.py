@@ -348,7 +348,7 @@ def report(evaluation: dict) -> None:
 
 def report_rhythm_rule(result: dict, name: str, *, tables: bool = True) -> None:
     """Print what the rhythm rule changed end to end (figures without it, binary variants)."""
-    from training.dataset import AAMI_CLASSES
+    from ecgcore.beats import AAMI_CLASSES
 
     rule = result.get("rhythm_rule")
     if not rule:
@@ -437,9 +437,10 @@ def run_training(data_dir: Path, out: Path, *, quick: bool, intra: bool = True) 
     import numpy as np
     from tqdm import tqdm
 
+    from ecgcore.beats import AAMI_CLASSES
     from ecgcore.inference import clear_cache
     from training.cards import make_card
-    from training.dataset import AAMI_CLASSES, DS1, DS2, build_dataset
+    from training.dataset import DS1, DS2, build_dataset
     from training.evaluate import intra_patient_split
     from training.train import SERVED_CONFIGS, train_one
 

@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from ecgcore.analysis import BINARY_THRESHOLD
-from training.dataset import AAMI_CLASSES, BINARY_CLASSES
+from ecgcore.beats import AAMI_CLASSES, BINARY_CLASSES
 
 
 def confusion(true: np.ndarray, pred: np.ndarray, n: int) -> np.ndarray:
@@ -273,7 +273,7 @@ def _lead_of(recording) -> str | int:
     return recording.leads[names.index("MLII")] if "MLII" in names else 0
 
 
-def evaluate_end_to_end(classifiers, data_dir, records, progress=None) -> dict:
+def evaluate_end_to_end(classifiers, data_dir, records, progress=None, transform=None) -> dict:
     """Records analysed exactly as ``ecg analyze`` serves them, matched within 150 ms.
 
     Each record goes through :func:`ecgcore.analysis.analyze` (lead MLII), so detection,
@@ -287,6 +287,10 @@ def evaluate_end_to_end(classifiers, data_dir, records, progress=None) -> dict:
     class (a miss for that class's sensitivity); a detection matching no reference beat
     is counted in the ``extra`` row under the class it was given (a false positive for
     that class's PPV). Nothing is dropped.
+
+    ``transform``, if given, changes each :class:`ecgcore.recording.Recording` (and its
+    reference annotations alike) before the analysis: another rate, units or polarity,
+    as another device would record it (``bench/other_inputs.py``).
     """
     from ecgcore.analysis import (
         MORPHOLOGY_RULE_NOTE,
@@ -311,6 +315,8 @@ def evaluate_end_to_end(classifiers, data_dir, records, progress=None) -> dict:
     per_record = {}
     for record in records:
         recording = read(Path(data_dir) / record)
+        if transform is not None:
+            recording = transform(recording)
         analysis = analyze(recording, _lead_of(recording), classifiers=classifiers)
         fs = recording.fs
         ann = recording.annotations

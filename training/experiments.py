@@ -18,9 +18,9 @@ from pathlib import Path
 
 import numpy as np
 
-from ecgcore.beats import RR_FEATURE_NAMES
+from ecgcore.beats import AAMI_CLASSES, RR_FEATURE_NAMES
 from training.architectures import SMALL_WIDE_RR, ArchConfig
-from training.dataset import AAMI_CLASSES, DS1, build_dataset, cache_dir
+from training.dataset import DS1, build_dataset, cache_dir
 from training.evaluate import aami_figures, binary_figures, summary_score
 from training.train import TrainConfig, cross_validate, shift_probabilities
 
@@ -133,6 +133,12 @@ CONFIGS: dict[str, tuple[str, TrainConfig]] = {
         "binary", replace(BASE, arch=replace(SMALL_WIDE_RR, rr_used=RR_ONLY))
     ),
     "small_wide_rr_p_coherence_binary": ("binary", replace(BASE, arch=SMALL_WIDE_RR)),
+    # The served pair again, after beat_inputs began turning leads QRS-up (only DS1's 207
+    # changes): the record of that change, and the held-out predictions the rule grids use.
+    "small_wide_rr_s_swap100_p_coherence_qrs_up": (
+        "aami", replace(BASE, s_waveform_swap=1.0, arch=SMALL_WIDE_RR)
+    ),
+    "small_wide_rr_p_coherence_qrs_up_binary": ("binary", replace(BASE, arch=SMALL_WIDE_RR)),
     "small_wide_relative_rr_s_swap100_p_coherence": (
         "aami", replace(BASE, s_waveform_swap=1.0,
                         arch=replace(SMALL_WIDE_RR, rr_used=RELATIVE_RR))

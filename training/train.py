@@ -8,9 +8,10 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
+from ecgcore.beats import AAMI_CLASSES
 from ecgcore.inference import JittedModel, keras
 from training.architectures import SMALL_WIDE_RR, ArchConfig, build_classifier
-from training.dataset import AAMI_CLASSES, BeatSet, patient_folds
+from training.dataset import BeatSet, patient_folds
 
 
 @dataclass(frozen=True)

@@ -255,6 +255,13 @@ def explain(params, session_id):
         dcc.Graph(figure=_neighbours_figure(prepared, index), config={"displayModeBar": False},
                   id="explain-neighbours"),
     ]
+    from dashboard.records import beat_model_inputs
+
+    if beat_model_inputs(prepared).turned_over:
+        header.append(html.P(
+            "This lead's QRS complexes point mostly down: the models read it turned over, "
+            "and the beats drawn below are as the models saw them.",
+            className="small text-muted", id="explain-turned-over"))
     sections: list[Any] = []
     for model, title in MODELS:
         try:
@@ -267,8 +274,6 @@ def explain(params, session_id):
             continue
         result = dict(result)
         # The beat window the models saw (normalised), for drawing under the attributions.
-        from dashboard.records import beat_model_inputs
-
         result["beat_waveform"] = np.asarray(beat_model_inputs(prepared).waveforms[index, :, 0])
         sections.append(html.Div([
             html.H5(title),

@@ -30,8 +30,9 @@ from dashboard.components.figures import (
     view_shape,
     waveform_figure,
 )
-from dashboard.records import AAMI_CLASSES, PreparedRecord, get_prepared, is_upload
+from dashboard.records import PreparedRecord, get_prepared, is_upload
 from ecgcore.analysis import BINARY_THRESHOLD
+from ecgcore.beats import AAMI_CLASSES
 from ecgcore.errors import EcgError
 
 dash.register_page(__name__, path_template="/record/<name>", name="Record", order=1)
