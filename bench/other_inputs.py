@@ -137,9 +137,10 @@ def main() -> int:
         "",
         "The resampled inputs go through a polyphase anti-alias filter, as a device's own "
         "filter would; a device without one folds mains and muscle noise into the band, "
-        "which this does not show. `ecgcore.beats.beat_inputs` turns a lead whose usual "
-        "QRS points down the other way up before the classifiers see it, for training as "
-        "for serving (`ecgcore.beats.qrs_points_down`).",
+        "which this does not show. `ecgcore.beats.beat_inputs` turns a served lead whose "
+        "usual QRS points down the other way up before the classifiers see it "
+        "(`ecgcore.beats.qrs_points_down`), so the turned-over lead is classified as the "
+        "original; the networks were trained on MIT-BIH's leads as recorded.",
         "",
     ]
     write_results("other_inputs", payload, "\n".join(lines))

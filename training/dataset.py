@@ -3,8 +3,8 @@
 Every beat goes through :func:`ecgcore.beats.beat_inputs` on the lead conditioned by
 :func:`ecgcore.signal.ecg_condition`, exactly as ``ecg analyze`` does, so training and
 serving see the same input (but for the polarity step, which only a served lead whose QRS
-points down meets: among the training records, 207). The built arrays are cached as ``.npz`` keyed by a hash of the
-code that makes them.
+points down meets: among the training records, 207). The built arrays are cached as
+``.npz`` keyed by a hash of the code that makes them.
 """
 
 from __future__ import annotations
