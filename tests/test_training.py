@@ -227,6 +227,31 @@ def test_s_beats_take_an_n_waveform_of_their_own_record():
     np.testing.assert_array_equal(kept, waves[idx])
 
 
+def test_smote_tops_rare_classes_up_with_points_between_two_beats_of_the_class():
+    from training.dataset import BeatSet
+    from training.train import smote_neighbours, smote_rows
+
+    rng = np.random.default_rng(1)
+    labels = np.array([0] * 40 + [1] * 6 + [2] * 3 + [3] * 1)
+    n = labels.size
+    waves = (rng.normal(size=(n, 16, 2)) + labels[:, None, None] * 5).astype(np.float32)
+    beats = BeatSet(waves, rng.normal(size=(n, 3)).astype(np.float32), labels,
+                    np.array(["a"] * n), np.arange(n))
+    near = smote_neighbours(beats, 5)
+    assert set(near) == {0, 1, 2}  # a class of one beat has no neighbour
+    for c, rows in near.items():
+        members = np.flatnonzero(labels == c)
+        assert np.all(np.isin(rows, members))
+        assert not np.any(rows == members[:, None])  # never its own neighbour
+    idx = rng.permutation(n)  # an epoch's beats, in any order
+    a, b, u = smote_rows(idx, labels, near, 10, rng)
+    made = np.bincount(labels[idx[a]], minlength=5)
+    assert made.tolist() == [0, 4, 7, 0, 0]  # S 6 -> 10, V 3 -> 10; N and F untouched
+    assert np.array_equal(labels[idx[a]], labels[idx[b]])
+    assert np.all((u >= 0) & (u < 1))
+    assert smote_rows(idx, labels, near, 2, rng)[0].size == 0
+
+
 def test_a_logit_shift_in_the_model_rescales_its_class_probabilities(tmp_path):
     import keras
 

@@ -139,6 +139,15 @@ CONFIGS: dict[str, tuple[str, TrainConfig]] = {
         "aami", replace(BASE, s_waveform_swap=1.0, arch=SMALL_WIDE_RR)
     ),
     "small_wide_rr_p_coherence_qrs_up_binary": ("binary", replace(BASE, arch=SMALL_WIDE_RR)),
+    # SMOTE on top of the served five-class recipe: each rarer class topped up to a
+    # quarter of the N beats drawn per epoch, with the class weights kept, or instead of them.
+    "small_wide_rr_s_swap100_p_coherence_smote25": (
+        "aami", replace(BASE, s_waveform_swap=1.0, smote=0.25, arch=SMALL_WIDE_RR)
+    ),
+    "small_wide_rr_s_swap100_p_coherence_smote25_unweighted": (
+        "aami", replace(BASE, s_waveform_swap=1.0, smote=0.25, weight_power=0.0,
+                        arch=SMALL_WIDE_RR)
+    ),
     "small_wide_relative_rr_s_swap100_p_coherence": (
         "aami", replace(BASE, s_waveform_swap=1.0,
                         arch=replace(SMALL_WIDE_RR, rr_used=RELATIVE_RR))
