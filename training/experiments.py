@@ -148,6 +148,9 @@ CONFIGS: dict[str, tuple[str, TrainConfig]] = {
         "aami", replace(BASE, s_waveform_swap=1.0, smote=0.25, weight_power=0.0,
                         arch=SMALL_WIDE_RR)
     ),
+    "small_wide_rr_s_swap100_p_coherence_no_augment": (
+        "aami", replace(BASE, s_waveform_swap=1.0, augment=False, arch=SMALL_WIDE_RR)
+    ),
     "small_wide_relative_rr_s_swap100_p_coherence": (
         "aami", replace(BASE, s_waveform_swap=1.0,
                         arch=replace(SMALL_WIDE_RR, rr_used=RELATIVE_RR))
