@@ -16,6 +16,13 @@ Formats understood
   give the rate; columns named like an index (``seq``, ``sample``, ``index`` ...) give none,
   but jumps in them mark lost samples (filled with NaN, listed in ``meta["gaps"]``); a
   ``leads_off`` column blanks its rows. Every other column is a lead.
+- The Arduino IDE's ways of showing a sketch's output: the Serial Monitor with timestamps
+  (``12:00:00.018 -> 512``: the prefix goes; the times, when the computer received each
+  line, only suggest the rate in the message that asks for it, ``meta``
+  ``["serial_monitor_rate_hz"]``) and the Serial Plotter's ``label:value`` pairs
+  (``ECG:512,threshold:600``: one lead per label). A line ``!`` (what the AD8232 example
+  sketch prints while a lead is off) is a missing sample counted in
+  ``meta["leads_off_samples"]``.
 - ``Key: value`` header lines before the data (PhysioZoo text, with its ``---`` block and
   ``Channels:`` list; ``format="physiozoo-text"``) and ``# key: value`` comment lines (the
   project's recorder CSV, ``format="recorder-csv"``); ``Fs``/``fs_hz`` there give the rate.
@@ -784,12 +791,91 @@ def _floats(tokens: list[str], name: str, line_no: int) -> np.ndarray:
     return out
 
 
+_MONITOR_LINE = re.compile(r"^\s*(\d{1,2}):(\d{2}):(\d{2})\.(\d{1,3})\s*->\s?(.*)$")
+_PLOTTER_PAIR = re.compile(r"^([A-Za-z_][\w.-]{0,40}):\s*([-+]?(?:\d+\.?\d*|\.\d+)"
+                           r"(?:[eE][-+]?\d+)?)$")
+_LEADS_OFF_MARK = "!"
+
+
+def _serial_monitor_lines(lines: list[str]) -> tuple[list[str], float | None]:
+    """Lines copied from the Arduino IDE's Serial Monitor with timestamps shown.
+
+    ``12:00:00.018 -> 512``: the prefix goes. The times are when the computer received
+    each line (USB delivers in bursts), not when it was sampled, so they only suggest the
+    average rate, returned for the message that asks for it (None when the lines are not
+    of this kind).
+    """
+    body = [line for line in lines[:200] if line.strip()][:50]
+    if not body or sum(bool(_MONITOR_LINE.match(line)) for line in body) < 0.9 * len(body):
+        return lines, None
+    out, times = [], []
+    for line in lines:
+        match = _MONITOR_LINE.match(line)
+        if match is None:
+            out.append(line)
+            continue
+        h, m, sec, frac, rest = match.groups()
+        times.append(int(h) * 3600 + int(m) * 60 + int(sec) + int(frac) / 10 ** len(frac))
+        out.append(rest)
+    t = np.asarray(times)
+    t = t + 86400.0 * np.cumsum(np.diff(t, prepend=t[:1]) < -43200)  # past midnight
+    span = float(t[-1] - t[0]) if t.size > 1 else 0.0
+    return out, (t.size - 1) / span if span > 0 else None
+
+
+def _serial_plotter_lines(lines: list[str], name: str) -> list[str]:
+    """Lines written for the Arduino IDE's Serial Plotter: ``ECG:512`` or
+    ``ECG:512,threshold:600`` (comma, space or tab between the pairs).
+
+    Becomes a header line of the labels and rows of values. Returns the lines unchanged
+    when the first data lines are not all such pairs with a label seen on most of them.
+    """
+    def is_data(line: str) -> bool:
+        stripped = line.strip()
+        return bool(stripped) and stripped != _LEADS_OFF_MARK and not stripped.startswith("#")
+
+    def pairs(line: str) -> list[tuple[str, str]] | None:
+        found = []
+        for token in re.split(r"[,\t ]+(?=[A-Za-z_])", line.strip()):
+            match = _PLOTTER_PAIR.match(token.strip())
+            if match is None:
+                return None
+            found.append(match.groups())
+        return found
+
+    head = [pairs(line) for line in [line for line in lines[:200] if is_data(line)][:50]]
+    if len(head) < 3 or not all(head) or len({h[0][0] for h in head if h}) > 1:
+        return lines
+    labels = [label for label, _ in head[0]]
+    data = [(i, line) for i, line in enumerate(lines) if is_data(line)]
+    out = list(lines)
+    first = data[0][0]
+    for i, line in data:
+        found = pairs(line)
+        if found is None or [label for label, _ in found] != labels:
+            raise ReadError(f"line {i + 1} of {name} does not have the labels of the first "
+                            f"Serial Plotter line ({', '.join(labels)})")
+        out[i] = ",".join(value for _, value in found)
+    out.insert(first, ",".join(labels))
+    return out
+
+
 def _read_text(name: str, data: bytes, fs: float | None, *, source: str) -> Recording:
     """Read any of the text formats (see the module docstring)."""
     text = _decode_text(name, data)
-    lines = text.splitlines()
+    lines, monitor_fs = _serial_monitor_lines(text.splitlines())
+    lines = _serial_plotter_lines(lines, name)
+    # The AD8232 example sketch prints '!' instead of a sample while a lead is off.
+    n_marked_off = (sum(line.strip() == _LEADS_OFF_MARK for line in lines)
+                    if _LEADS_OFF_MARK in text else 0)
+    if n_marked_off:
+        lines = ["nan" if line.strip() == _LEADS_OFF_MARK else line for line in lines]
     start, keys, comments, channels = _parse_header_block(lines)
     meta: dict = {}
+    if monitor_fs is not None:
+        meta["serial_monitor_rate_hz"] = round(monitor_fs, 2)
+    if n_marked_off:
+        meta["leads_off_samples"] = n_marked_off
     if comments:
         meta["comments"] = comments
     if keys:
@@ -899,7 +985,7 @@ def _read_text(name: str, data: bytes, fs: float | None, *, source: str) -> Reco
         flags = values[:, roles.index("leads_off")]
         off = np.isfinite(flags) & (flags != 0)
         signal[off, :] = np.nan
-        meta["leads_off_samples"] = int(off.sum())
+        meta["leads_off_samples"] = meta.get("leads_off_samples", 0) + int(off.sum())
 
     # Rate: header, else time column, else caller.
     time_fs = None
@@ -928,6 +1014,9 @@ def _read_text(name: str, data: bytes, fs: float | None, *, source: str) -> Reco
             why = (f" (its column {col_names[k]!r} is a sample index, which gives no time)"
                    if col_names[k] else " (its first column counts samples one by one: an "
                    "index, or a time in ms?)")
+    if monitor_fs is not None and not why:
+        why = (" (the Serial Monitor's timestamps say when the computer received each line, "
+               f"not when it was sampled; on average they suggest {monitor_fs:.1f} Hz)")
     if header_fs is not None:
         fs_value, origin = _resolve_rate(header_fs, "header", fs, name)
     else:

@@ -136,6 +136,55 @@ def test_one_value_per_line_with_and_without_header(tmp_path):
     assert rec.leads == ["ECG"] and rec.n_samples == values.size
 
 
+def _adc_counts() -> np.ndarray:
+    return np.loadtxt(ARDUINO / "ECG_exp_pac_2.TXT").astype(int).ravel()
+
+
+def test_ad8232_example_sketch_leads_off_marks_are_missing_samples(tmp_path):
+    # SparkFun's AD8232 sketch prints '!' instead of a value while a lead is off.
+    x = _adc_counts()
+    lines = [str(v) for v in x[:1500]] + ["!"] * 40 + [str(v) for v in x[1500:]]
+    rec = ecgio.read(write(tmp_path, "sparkfun.txt", "\n".join(lines) + "\n"), fs=54)
+    assert rec.n_samples == x.size + 40 and rec.units == ["adu"]
+    assert np.isnan(rec.signal[1500:1540, 0]).all()
+    np.testing.assert_array_equal(rec.signal[1540:, 0], x[1500:])
+    assert rec.meta["leads_off_samples"] == 40 and rec.meta["n_missing"] == 40
+
+
+def test_serial_monitor_timestamps_are_stripped_and_only_suggest_the_rate(tmp_path):
+    x = _adc_counts()[:600]
+    # Arrival times: USB hands the lines over in bursts of 8, around midnight.
+    t = 86400.0 - 3.0 + (np.arange(x.size) // 8) * 8 / 54.0
+    lines = []
+    for v, sec in zip(x, t, strict=True):
+        sec %= 86400.0
+        h, m = int(sec // 3600), int(sec % 3600 // 60)
+        lines.append(f"{h:02d}:{m:02d}:{sec % 60:06.3f} -> {v}")
+    path = write(tmp_path, "monitor.txt", "\n".join(lines) + "\n")
+    with pytest.raises(RateUnknownError, match=r"suggest 5\d\.\d Hz"):
+        ecgio.read(path)
+    rec = ecgio.read(path, fs=54)
+    np.testing.assert_array_equal(rec.signal[:, 0], x)
+    assert rec.fs_origin == "caller" and 50 < rec.meta["serial_monitor_rate_hz"] < 58
+
+
+@pytest.mark.parametrize("sep", [",", " ", "\t"])
+def test_serial_plotter_labels_become_leads(tmp_path, sep):
+    x = _adc_counts()[:300]
+    text = "\n".join(f"ECG:{v}{sep}threshold:600" for v in x) + "\n"
+    rec = ecgio.read(write(tmp_path, "plotter.txt", text), fs=54)
+    assert rec.leads == ["ECG", "threshold"]
+    np.testing.assert_array_equal(rec.signal[:, 0], x)
+    rows = text.splitlines()
+    rows[100] = rows[100].replace("threshold", "limit")
+    with pytest.raises(ReadError, match="line 101 of plotter.txt does not have the labels"):
+        ecgio.read(write(tmp_path, "plotter.txt", "\n".join(rows)), fs=54)
+    # A header of distinct 'key: value' lines is still a header, not plotter output.
+    rec = ecgio.read(write(tmp_path, "zoo.txt", "Fs: 54\nUnit: adu\n---\n"
+                           + "\n".join(str(v) for v in x)))
+    assert rec.fs == 54 and rec.leads == ["lead1"]
+
+
 @pytest.mark.parametrize("header", ["seq,value\n", ""])
 def test_seq_column_is_an_index_not_a_rate(tmp_path, header):
     rows = "".join(f"{i},{500 + i % 7}\n" for i in range(300))
