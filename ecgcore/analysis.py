@@ -539,7 +539,8 @@ def analyze(
     from ecgcore.detect import ecg_rpeaks
 
     timing: dict[str, float] = {}
-    warnings: list[str] = []
+    # What the reader did to the file (samples regridded, leads-off marks) comes first.
+    warnings: list[str] = [str(note) for note in recording.meta.get("notes", [])]
     start = time.perf_counter()
     x360, index = prepare_lead(recording, lead)
     raw_missing = ~np.isfinite(recording.signal[:, index])

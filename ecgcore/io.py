@@ -40,8 +40,11 @@ Policies
   else from the step size (the one unit giving 50 Hz-20 kHz). The rate is the slope of a
   line fitted to the times (rounded to a whole number of Hz when within 0.05 % of one);
   ``[h:]m:ss.mmm`` clock times and a second header line of units are understood
-  (PhysioNet CSV exports). A time more than half a sample off that line (a pause, a lost
-  sample, irregular sampling) is an error. Without a header line, a first column rising in
+  (PhysioNet CSV exports). Times that drift more than half a sample off that line while
+  every step stays within :data:`MAX_STEP_JITTER` of the median step (a loop timed by
+  ``delay()``) have their values put on a uniform grid at the average rate by linear
+  interpolation (``meta["resampled_from_time_column"]``); a step far from the median (a
+  pause, lost samples) is an error. Without a header line, a first column rising in
   uniform steps is a time column, except one counting 1 by 1, which is an index. When a
   header gives the rate, a time column is ignored (recorder CSVs carry host clock times).
 - Index columns: jumps mean lost samples: one NaN per missing sample keeps the timing,
@@ -49,6 +52,9 @@ Policies
   going back otherwise, or losing more samples than are present, is an error. Repeated
   numbers are dropped (``meta["duplicate_rows"]``). ``leads_off`` rows are NaN
   (``meta["leads_off_samples"]``).
+- Notes: what the reader did that the user should know (samples put on a uniform grid,
+  leads-off marks) is said in plain sentences in ``meta["notes"]``; ``analyze`` passes
+  them on as warnings.
 - Missing samples: ``nan``/``inf``/empty cells, sequence gaps and leads-off rows become
   NaN; ``meta["n_missing"]`` counts NaN values (all leads together). A lead with no finite
   sample, or more than half missing, is refused.
@@ -876,6 +882,8 @@ def _read_text(name: str, data: bytes, fs: float | None, *, source: str) -> Reco
         meta["serial_monitor_rate_hz"] = round(monitor_fs, 2)
     if n_marked_off:
         meta["leads_off_samples"] = n_marked_off
+        meta["notes"] = [f"{n_marked_off} line(s) '!' (a lead off, as the AD8232 example "
+                         "sketch marks it) are missing samples"]
     if comments:
         meta["comments"] = comments
     if keys:
@@ -999,8 +1007,21 @@ def _read_text(name: str, data: bytes, fs: float | None, *, source: str) -> Reco
             if unit_row:
                 # Clock times were turned into seconds.
                 unit = "s" if ":" in unit_row[k] else (_time_unit(unit_row[k]) or unit)
-            time_fs = _rate_from_time(values[:, k], unit, name,
-                                      col_names[k] or "the first column", numbered)
+            time_fs, positions = _rate_from_time(values[:, k], unit, name,
+                                                 col_names[k] or "the first column", numbered)
+            if positions is not None:
+                if "index" in roles:
+                    raise ReadError(f"the time column {meta['time_column']} of {name} is "
+                                    "not evenly spaced and an index column numbers the "
+                                    "samples; resample the file")
+                drift = float(np.max(np.abs(positions - np.arange(positions.size))))
+                signal = _on_uniform_grid(signal, positions)
+                meta["resampled_from_time_column"] = {"rate_hz": round(time_fs, 3),
+                                                      "max_drift_samples": round(drift, 1)}
+                meta.setdefault("notes", []).append(
+                    f"the samples were taken at drifting intervals (up to {drift:.0f} "
+                    f"samples off a steady clock); they were put on a uniform grid at the "
+                    f"average rate, {time_fs:.2f} Hz, by linear interpolation")
     if "index" in roles:
         k = roles.index("index")
         meta["index_column"] = col_names[k] or "column 1"
@@ -1132,16 +1153,26 @@ def _guess_first_column(col: np.ndarray) -> str:
     return "time"  # a steadily increasing first column is no ECG lead
 
 
+MAX_STEP_JITTER = 0.5
+"""A time column whose every step is within this share of the median step, but whose times
+drift off a steady rate (a sketch timed by ``delay()``, stamped by ``millis()``), is
+resampled onto a uniform grid; a longer step is a pause or lost samples, an error."""
+
+
 def _rate_from_time(t: np.ndarray, unit: str | None, name: str, column: str,
-                    numbered: list[tuple[int, str]]) -> float:
-    """The rate given by a time column, after checking it increases in uniform steps."""
+                    numbered: list[tuple[int, str]]) -> tuple[float, np.ndarray | None]:
+    """The rate given by a time column, after checking it increases in uniform steps.
+
+    Returns the rate and, when the samples were taken at drifting intervals, each row's
+    position on a uniform grid at the average rate (None when the rows already are).
+    """
     n = t.size
     bad = np.flatnonzero(~np.isfinite(t))
     if bad.size:
         raise ReadError(f"line {numbered[bad[0]][0]} of {name}: the time column {column} has "
                         "no value")
     if n < 2:
-        return float("nan")
+        return float("nan"), None
     steps = np.diff(t)
     back = np.flatnonzero(steps <= 0)
     if back.size:
@@ -1151,14 +1182,23 @@ def _rate_from_time(t: np.ndarray, unit: str | None, name: str, column: str,
     slope, intercept = np.polyfit(index, t, 1)
     residual = np.abs(t - (intercept + slope * index))
     worst = int(np.argmax(residual))
+    positions = None
     # Rounded or jittery timestamps are fine; a lost sample or a pause (a full step off a
-    # steady clock) is not.
+    # steady clock) is not. Steps that only jitter but add up to a drift are the sample
+    # times of a loop timed by delay(): the values are put on a uniform grid.
     if residual[worst] > 0.5 * slope:
-        raise ReadError(
-            f"the time column {column} of {name} is not evenly spaced (line "
-            f"{numbered[worst][0]} is {residual[worst] / slope:.1f} samples off a steady "
-            "rate); resample the file, or drop the time column and give the rate with --fs"
-        )
+        median = float(np.median(steps))
+        long = np.flatnonzero(np.abs(steps - median) > MAX_STEP_JITTER * median)
+        if long.size:
+            k = int(long[0])
+            raise ReadError(
+                f"the time column {column} of {name} is not evenly spaced (line "
+                f"{numbered[k + 1][0]} comes {steps[k] / median:.1f} steps after the one "
+                "before: a pause or lost samples); resample the file, or drop the time "
+                "column and give the rate with --fs"
+            )
+        slope = float(t[-1] - t[0]) / (n - 1)
+        positions = (t - t[0]) / slope
     if unit is None:
         for candidate, scale in _TIME_SCALE.items():
             rate = 1.0 / (slope * scale)
@@ -1174,7 +1214,17 @@ def _rate_from_time(t: np.ndarray, unit: str | None, name: str, column: str,
     whole = round(rate)
     if whole > 0 and abs(rate - whole) <= 5e-4 * rate:
         rate = float(whole)
-    return rate
+    if positions is not None:
+        positions = positions * (rate * slope * _TIME_SCALE[unit])
+    return rate, positions
+
+
+def _on_uniform_grid(signal: np.ndarray, positions: np.ndarray) -> np.ndarray:
+    """Columns sampled at ``positions`` (in samples, rising), linearly interpolated at
+    0, 1, 2, ... up to the last position."""
+    grid = np.arange(int(np.floor(positions[-1] + 1e-9)) + 1, dtype=np.float64)
+    return np.column_stack([np.interp(grid, positions, signal[:, k])
+                            for k in range(signal.shape[1])])
 
 
 def _apply_index(seq: np.ndarray, signal: np.ndarray, name: str,

@@ -237,7 +237,27 @@ def test_uneven_time_column_is_refused(tmp_path):
     path = write(tmp_path, "u.csv", "time,value\n" + "".join(f"{a:.6f},1.5\n" for a in t))
     with pytest.raises(ReadError) as exc:
         ecgio.read(path)
-    assert "not evenly spaced" in one_line(exc)
+    assert "not evenly spaced" in one_line(exc) and "a pause or lost samples" in one_line(exc)
+
+
+def test_drifting_sample_times_are_put_on_a_uniform_grid(tmp_path):
+    # A sketch timed by delay(4): each loop takes 4.3-4.8 ms, stamped by millis(). The
+    # times wander many samples off any steady clock, but never pause.
+    rng = np.random.default_rng(0)
+    t = np.cumsum(4.0 + rng.uniform(0.3, 0.8, 20_000))
+    ramp = t / 1000.0  # a signal equal to its own time in s shows where samples land
+    path = write(tmp_path, "loop.csv", "millis,ecg\n"
+                 + "".join(f"{int(a)},{v:.6f}\n" for a, v in zip(t, ramp, strict=True)))
+    rec = ecgio.read(path)
+    mean_rate = (t.size - 1) / ((int(t[-1]) - int(t[0])) / 1000.0)
+    assert rec.fs == pytest.approx(mean_rate, rel=1e-3) and rec.fs_origin == "time column"
+    assert rec.meta["resampled_from_time_column"]["max_drift_samples"] > 2
+    assert "uniform grid" in rec.meta["notes"][0]
+    # On the grid, sample k lies at k / fs after the first: the ramp says so within the
+    # millis() rounding (1 ms).
+    grid_time = int(t[0]) / 1000.0 + np.arange(rec.n_samples) / rec.fs
+    assert np.max(np.abs(rec.signal[:, 0] - grid_time)) < 1.5e-3
+    assert abs(rec.n_samples - t.size) <= 1
 
 
 def test_time_column_going_back_is_refused(tmp_path):
@@ -669,3 +689,13 @@ def test_fuzz_damaged_zip_never_escapes(flips):
     for position, value in flips:
         blob[position % len(blob)] = value
     _read_or_refuse(lambda: ecgio.read_bytes("up.zip", bytes(blob), 360.0))
+
+
+def test_the_readers_notes_reach_the_analysis_warnings(tmp_path):
+    from ecgcore.analysis import analyze
+
+    x = _adc_counts()
+    lines = [str(v) for v in x[:1500]] + ["!"] * 40 + [str(v) for v in x[1500:]]
+    rec = ecgio.read(write(tmp_path, "sparkfun.txt", "\n".join(lines)), fs=54)
+    warnings = analyze(rec, classify=False).warnings
+    assert warnings[0] == rec.meta["notes"][0] and "'!'" in warnings[0]

@@ -109,6 +109,9 @@ def _understood(recording, record_id: str) -> dbc.Card:
         ("Duration", f"{format_hms(recording.duration_s)} ({recording.n_samples} samples)"),
         ("Reference beats", "yes (.atr)" if recording.annotations is not None else "none"),
     ]
+    notes = [str(note) for note in recording.meta.get("notes", [])]
+    if notes:
+        items.append(("Notes", "; ".join(notes)))
     return dbc.Card(
         dbc.CardBody(
             [
