@@ -23,6 +23,9 @@ Formats understood
   (``ECG:512,threshold:600``: one lead per label). A line ``!`` (what the AD8232 example
   sketch prints while a lead is off) is a missing sample counted in
   ``meta["leads_off_samples"]``.
+- A block of ``Key,Value`` lines ended by a blank line (the Apple Watch ECG export:
+  ``Sample Rate,512 hertz``, ``Lead,Lead I``, ``Unit,µV``; ``format="key-value-csv"``)
+  is read as such a header.
 - ``Key: value`` header lines before the data (PhysioZoo text, with its ``---`` block and
   ``Channels:`` list; ``format="physiozoo-text"``) and ``# key: value`` comment lines (the
   project's recorder CSV, ``format="recorder-csv"``); ``Fs``/``fs_hz`` there give the rate.
@@ -111,11 +114,11 @@ _INDEX_NAMES = {"seq", "sequence", "seqno", "seqnum", "sample", "samples", "samp
                 "count", "counter"}
 _TIME_WORDS = {"t", "time", "times", "timestamp", "ts", "elapsed", "sec", "secs", "second",
                "seconds", "s", "ms", "msec", "millis", "millisecond", "milliseconds", "us",
-               "µs", "usec", "micros", "microsecond", "microseconds"}
+               "µs", "usec", "micros", "microsecond", "microseconds", "ns", "nsec", "nanos"}
 _LEADS_OFF_NAMES = {"leadsoff", "leadoff", "lo", "loff"}
 _RATE_KEYS = {"fs", "fshz", "samplingrate", "samplingratehz", "samplerate", "sampleratehz",
               "samplingfrequency", "samplingfrequencyhz", "sps"}
-_TIME_SCALE = {"s": 1.0, "ms": 1e-3, "us": 1e-6}
+_TIME_SCALE = {"s": 1.0, "ms": 1e-3, "us": 1e-6, "ns": 1e-9}
 # Bits per sample of the WFDB formats whose file length follows from the sample count.
 _WFDB_BITS = {"8": Fraction(8), "16": Fraction(16), "24": Fraction(24), "32": Fraction(32),
               "61": Fraction(16), "80": Fraction(8), "160": Fraction(16), "212": Fraction(12),
@@ -678,6 +681,8 @@ def _time_unit(name: str) -> str | None:
             return "ms"
         if word in {"us", "µs", "usec", "micros", "microsecond", "microseconds"}:
             return "us"
+        if word in {"ns", "nsec", "nanos", "nanosecond", "nanoseconds"}:
+            return "ns"
     for word in words:
         if word in {"s", "sec", "secs", "second", "seconds"}:
             return "s"
@@ -685,8 +690,11 @@ def _time_unit(name: str) -> str | None:
 
 
 def _is_time_name(name: str) -> bool:
+    # 'time', 'millis', 'time_ms'... or a name with the word 'timestamp' in it
+    # ('sensor timestamp [ns]', 'Phone timestamp': Polar Sensor Logger).
     words = re.findall(r"[a-zµ]+", name.lower())
-    return bool(words) and words[0] in _TIME_WORDS and not re.search(r"\d", name)
+    return (bool(words) and (words[0] in _TIME_WORDS or "timestamp" in words)
+            and not re.search(r"\d", name))
 
 
 def _signal_unit(name: str) -> str | None:
@@ -829,6 +837,33 @@ def _serial_monitor_lines(lines: list[str]) -> tuple[list[str], float | None]:
     return out, (t.size - 1) / span if span > 0 else None
 
 
+def _comma_header_lines(lines: list[str]) -> tuple[list[str], bool]:
+    """A leading block of ``Key,Value`` lines ended by a blank line, as the Apple Watch
+    ECG export (Health app) writes it (``Sample Rate,512 hertz``, ``Unit,µV``), turned
+    into ``Key: Value`` lines for :func:`_parse_header_block`. Needs at least three such
+    lines, so a two-column table's header line is never taken for one."""
+    import csv
+
+    block = []
+    for i, line in enumerate(lines[:64]):
+        if not line.strip():
+            break
+        if len(line) > 256:  # header lines are short; leave long ones to the data parser
+            return lines, False
+        row = next(csv.reader([line]), [])
+        if len(row) not in (1, 2) or not _KEY.fullmatch(row[0].strip()) or ":" in row[0]:
+            return lines, False
+        block.append((i, row[0].strip(), row[1].strip() if len(row) == 2 else ""))
+    else:
+        return lines, False
+    if len(block) < 3 or i + 1 >= len(lines):
+        return lines, False
+    out = list(lines)
+    for j, key, value in block:
+        out[j] = f"{key}: {value}" if value else "#"
+    return out, True
+
+
 def _serial_plotter_lines(lines: list[str], name: str) -> list[str]:
     """Lines written for the Arduino IDE's Serial Plotter: ``ECG:512`` or
     ``ECG:512,threshold:600`` (comma, space or tab between the pairs).
@@ -869,7 +904,8 @@ def _serial_plotter_lines(lines: list[str], name: str) -> list[str]:
 def _read_text(name: str, data: bytes, fs: float | None, *, source: str) -> Recording:
     """Read any of the text formats (see the module docstring)."""
     text = _decode_text(name, data)
-    lines, monitor_fs = _serial_monitor_lines(text.splitlines())
+    lines, comma_header = _comma_header_lines(text.splitlines())
+    lines, monitor_fs = _serial_monitor_lines(lines)
     lines = _serial_plotter_lines(lines, name)
     # The AD8232 example sketch prints '!' instead of a sample while a lead is off.
     n_marked_off = (sum(line.strip() == _LEADS_OFF_MARK for line in lines)
@@ -901,6 +937,8 @@ def _read_text(name: str, data: bytes, fs: float | None, *, source: str) -> Reco
     if norm_keys.get("format", "").startswith("ecg-workbench-recorder") or (
             "fshz" in norm_keys and any(k in norm_keys for k in ("device", "firmware"))):
         fmt = "recorder-csv"
+    elif comma_header:
+        fmt = "key-value-csv"
     elif header_fs is not None or channels:
         fmt = "physiozoo-text"
     else:
@@ -987,6 +1025,8 @@ def _read_text(name: str, data: bytes, fs: float | None, *, source: str) -> Reco
         raise ReadError(f"{name} has no signal column (only time/index columns)")
     signal = values[:, signal_cols].copy()
     leads = [col_names[k] or f"lead{j + 1}" for j, k in enumerate(signal_cols)]
+    if len(leads) == 1 and not col_names[signal_cols[0]] and norm_keys.get("lead"):
+        leads = [norm_keys["lead"]]  # 'Lead,Lead I' in an Apple Watch export
 
     # Leads-off rows carry no signal.
     if "leads_off" in roles:
@@ -1002,13 +1042,10 @@ def _read_text(name: str, data: bytes, fs: float | None, *, source: str) -> Reco
         k = roles.index("time")
         meta["time_column"] = col_names[k] or "column 1"
         if header_fs is None:
-            unit = _time_unit(chan_info[k].get("unit", "")) or (
-                _time_unit(col_names[k]) if col_names[k] else None)
-            if unit_row:
-                # Clock times were turned into seconds.
-                unit = "s" if ":" in unit_row[k] else (_time_unit(unit_row[k]) or unit)
-            time_fs, positions = _rate_from_time(values[:, k], unit, name,
-                                                 col_names[k] or "the first column", numbered)
+            k, time_fs, positions = _best_clock(
+                [j for j, r in enumerate(roles) if r == "time"], values, col_names,
+                chan_info, unit_row, name, numbered)
+            meta["time_column"] = col_names[k] or "column 1"
             if positions is not None:
                 if "index" in roles:
                     raise ReadError(f"the time column {meta['time_column']} of {name} is "
@@ -1064,12 +1101,23 @@ def _read_text(name: str, data: bytes, fs: float | None, *, source: str) -> Reco
                    fs_origin=origin, meta=meta)
 
 
+_ISO_DATETIME = re.compile(r"^\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}")
+
+
 def _clock_to_seconds(text):
-    """``[h:]m:ss.mmm`` clock times (PhysioNet CSV exports) to seconds, as text.
+    """``[h:]m:ss.mmm`` clock times (PhysioNet CSV exports) and ISO 8601 date-times
+    (``2023-05-06T10:11:12.345``, phone apps' logs) to seconds, as text.
 
     Cells that are not clock times are left as they are, for the caller to report.
     """
     import pandas as pd
+
+    if text.size and _ISO_DATETIME.match(str(text.iloc[0])):
+        stamps = pd.to_datetime(text, errors="coerce", format="ISO8601", utc=True)
+        first = stamps.dropna().iloc[0] if stamps.notna().any() else None
+        if first is not None:
+            seconds = (stamps - first).dt.total_seconds()
+            return seconds.astype(str).where(seconds.notna(), text)
 
     parts = text.str.split(":", expand=True).apply(pd.to_numeric, errors="coerce")
     values = parts.to_numpy(dtype=np.float64)
@@ -1153,6 +1201,34 @@ def _guess_first_column(col: np.ndarray) -> str:
     return "time"  # a steadily increasing first column is no ECG lead
 
 
+def _best_clock(columns: list[int], values: np.ndarray, col_names: list, chan_info: list,
+                unit_row: list[str] | None, name: str, numbered: list[tuple[int, str]]
+                ) -> tuple[int, float, np.ndarray | None]:
+    """Of several time columns (a phone's arrival times beside the sensor's own clock,
+    say), the first that is evenly spaced, else the first that can be put on a uniform
+    grid; the first one's error when none can."""
+    found, first_error = [], None
+    for k in columns:
+        unit = _time_unit(chan_info[k].get("unit", "")) or (
+            _time_unit(col_names[k]) if col_names[k] else None)
+        if unit_row:
+            # Clock times were turned into seconds.
+            unit = "s" if ":" in unit_row[k] else (_time_unit(unit_row[k]) or unit)
+        try:
+            rate, positions = _rate_from_time(values[:, k], unit, name,
+                                              col_names[k] or "the first column", numbered)
+        except ReadError as exc:
+            first_error = first_error or exc
+            continue
+        if positions is None:
+            return k, rate, None
+        found.append((k, rate, positions))
+    if found:
+        return found[0]
+    assert first_error is not None
+    raise first_error
+
+
 MAX_STEP_JITTER = 0.5
 """A time column whose every step is within this share of the median step, but whose times
 drift off a steady rate (a sketch timed by ``delay()``, stamped by ``millis()``), is
@@ -1173,6 +1249,7 @@ def _rate_from_time(t: np.ndarray, unit: str | None, name: str, column: str,
                         "no value")
     if n < 2:
         return float("nan"), None
+    t = t - t[0]  # epoch nanoseconds lose their digits in a fitted line
     steps = np.diff(t)
     back = np.flatnonzero(steps <= 0)
     if back.size:

@@ -699,3 +699,44 @@ def test_the_readers_notes_reach_the_analysis_warnings(tmp_path):
     rec = ecgio.read(write(tmp_path, "sparkfun.txt", "\n".join(lines)), fs=54)
     warnings = analyze(rec, classify=False).warnings
     assert warnings[0] == rec.meta["notes"][0] and "'!'" in warnings[0]
+
+
+def _sine_uv(n: int, fs: float) -> np.ndarray:
+    return np.round(1000 * np.sin(2 * np.pi * 1.2 * np.arange(n) / fs), 3)
+
+
+def test_apple_watch_ecg_export(tmp_path):
+    # The Health app's CSV: 'Key,Value' lines (quoted commas), a blank line, one column.
+    values = _sine_uv(3000, 512.0)
+    header = ('Name,Jane Doe\nDate of Birth,"Jan 1, 1970"\nRecorded Date,2021-03-04 10:11:12 '
+              '+0100\nClassification,Sinus Rhythm\nSymptoms,\nSoftware Version,1.90\n'
+              'Device,"Watch4,4"\nSample Rate,512 hertz\nLead,Lead I\nUnit,µV\n\n')
+    path = write(tmp_path, "ecg_2021-03-04.csv", (header + "\n".join(map(str, values)))
+                 .encode("utf-8-sig"))
+    rec = ecgio.read(path)
+    assert (rec.fs, rec.fs_origin, rec.leads, rec.units) == (512.0, "header", ["Lead I"], ["uV"])
+    assert rec.format == "key-value-csv" and rec.meta["header"]["Device"] == "Watch4,4"
+    np.testing.assert_array_equal(rec.signal[:, 0], values)
+    # A two-column table's header line is not such a block.
+    plain = write(tmp_path, "t.csv", "time,ecg\n" + "".join(
+        f"{k / 250:.3f},{v}\n" for k, v in enumerate(values[:500])))
+    assert ecgio.read(plain).fs == 250.0
+
+
+def test_polar_sensor_logger_prefers_the_sensor_clock(tmp_path):
+    # Polar H10 through Polar Sensor Logger: ';', the phone's arrival times (bursts of 73
+    # samples, one BLE frame each) beside the sensor's own nanosecond clock.
+    fs, n = 130.0, 2600
+    values = _sine_uv(n, fs).astype(int)
+    ns = 599_616_000_000_000_000 + np.round(np.arange(n) * 1e9 / fs).astype(np.int64)
+    frame_end = (np.arange(n) // 73 + 1) * 73 / fs
+    lines = ["Phone timestamp;sensor timestamp [ns];timestamp [ms];ecg [uV]"]
+    for k in range(n):
+        ms = int(frame_end[k] * 1000)
+        lines.append(f"2023-05-06T10:{11 + ms // 60000:02d}:{ms % 60000 / 1000:06.3f};"
+                     f"{ns[k]};{k * 1000 / fs:.3f};{values[k]}")
+    rec = ecgio.read(write(tmp_path, "polar.txt", "\n".join(lines) + "\n"))
+    assert (rec.fs, rec.fs_origin, rec.units) == (130.0, "time column", ["uV"])
+    assert rec.meta["time_column"] == "sensor timestamp [ns]" and rec.leads == ["ecg [uV]"]
+    np.testing.assert_array_equal(rec.signal[:, 0], values)
+    assert "resampled_from_time_column" not in rec.meta
