@@ -149,7 +149,10 @@ def _stand_out(beats: np.ndarray, mwi: np.ndarray, fs: float) -> np.ndarray:
     n_blocks = max(1, mwi.size // block)
     background = np.percentile(mwi[: n_blocks * block].reshape(n_blocks, -1), _PCT, axis=1)
     level = background[np.minimum(beats // block, n_blocks - 1)]
-    ratio = mwi[beats] / np.maximum(level, np.finfo(float).tiny)
+    # A flat stretch (a padded or clipped signal) has a background of zero: the ratio is
+    # then infinite, which is what it should be, and no warning.
+    with np.errstate(over="ignore", divide="ignore"):
+        ratio = mwi[beats] / np.maximum(level, np.finfo(float).tiny)
     half = _RUN // 2
     padded = np.pad(ratio, half, mode="reflect") if ratio.size > half else ratio
     if padded.size >= _RUN:

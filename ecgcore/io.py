@@ -9,6 +9,8 @@ Formats understood
 ------------------
 - WFDB records (``.hea`` + ``.dat`` [+ ``.atr``]) at any rate and lead count, in physical
   units; ``.atr`` reference annotations; header comments in ``meta["comments"]``.
+- EDF and EDF+ files (``.edf``, through wfdb's EDF reader; every signal at one rate),
+  ``format="edf"``.
 - Arduino/AD8232 text: one value per line, or whitespace-separated values on one line
   (``format="arduino-text"``).
 - Delimited text (``format="csv"``): comma, semicolon, tab or whitespace, with or without a
@@ -107,6 +109,7 @@ RATE_HINT = "give it with --fs HZ"
 
 _WFDB_EXTS = (".hea", ".dat", ".atr")
 _ZIP_MAGIC = b"PK\x03\x04"
+_EDF_MAGIC = b"0       "
 _MISSING_TOKENS = {"", "nan", "-nan", "+nan", "na", "n/a", "null", "none", "inf", "+inf",
                    "-inf", "infinity", "-infinity", "+infinity", "#n/a"}
 _INDEX_NAMES = {"seq", "sequence", "seqno", "seqnum", "sample", "samples", "sampleno",
@@ -171,7 +174,7 @@ def read(
             data = path.read_bytes()
             if suffix == ".zip" or data[:4] == _ZIP_MAGIC:
                 return read_files({path.name: data}, fs, max_bytes=max_bytes)
-            return _read_text(path.name, data, fs, source=name)
+            return _read_one_file(path.name, data, fs, source=name)
         if suffix in _WFDB_EXTS and path.exists():
             raise ReadError(f"{name} belongs to a WFDB record but its header {base.name}.hea "
                             "is missing")
@@ -203,7 +206,7 @@ def read_bytes(
     if lower.endswith(_WFDB_EXTS):
         raise ReadError(f"{name} is part of a WFDB record: upload the .hea and .dat together "
                         "(or a .zip of them)")
-    return _read_text(name, data, fs, source=name)
+    return _read_one_file(name, data, fs, source=name)
 
 
 def read_files(
@@ -344,7 +347,7 @@ def _read_set(files: dict[str, bytes], fs: float | None, *, max_bytes: int,
         raise ReadError("a WFDB .dat file needs its .hea header: upload both")
     if len(files) == 1:
         (name, data), = files.items()
-        return _read_text(name, data, fs, source=source)
+        return _read_one_file(name, data, fs, source=source)
     raise ReadError(f"the upload holds {len(files)} files ({', '.join(sorted(files))}) but no "
                     "WFDB header: upload one text file, or one WFDB record (.hea + .dat)")
 
@@ -899,6 +902,41 @@ def _serial_plotter_lines(lines: list[str], name: str) -> list[str]:
         out[i] = ",".join(value for _, value in found)
     out.insert(first, ",".join(labels))
     return out
+
+
+def _read_one_file(name: str, data: bytes, fs: float | None, *, source: str) -> Recording:
+    """An EDF file (by its name or its header's first bytes), else text."""
+    if name.lower().endswith(".edf") or data[:8] == _EDF_MAGIC:
+        return _read_edf(name, data, fs, source=source)
+    return _read_text(name, data, fs, source=source)
+
+
+def _read_edf(name: str, data: bytes, fs: float | None, *, source: str) -> Recording:
+    """An EDF or EDF+ file, through wfdb's EDF reader (all signals at one rate)."""
+    from wfdb.io.convert.edf import read_edf
+
+    if data[:8] != _EDF_MAGIC:
+        raise ReadError(f"{name} is not an EDF file (its header does not start with "
+                        "version 0)")
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / "upload.edf"
+        path.write_bytes(data)
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                record = read_edf(str(path))
+        except Exception as exc:  # a damaged header: wfdb raises many kinds
+            raise ReadError(f"{name} could not be read as EDF ({_short(exc)})") from None
+    frames = set(np.atleast_1d(record.samps_per_frame).tolist())
+    if len(frames) > 1 or record.p_signal is None:
+        raise ReadError(f"the signals of {name} are sampled at different rates; export the "
+                        "ECG signals alone")
+    signal = np.asarray(record.p_signal, dtype=np.float64)
+    file_fs = float(record.fs) * frames.pop()
+    fs_value, origin = _resolve_rate(file_fs, "header", fs, name)
+    units = [_signal_unit(str(u)) or str(u) for u in record.units]
+    return _finish(signal, fs_value, list(record.sig_name), units, source=source,
+                   fmt="edf", fs_origin=origin, meta={"comments": list(record.comments or [])})
 
 
 def _read_text(name: str, data: bytes, fs: float | None, *, source: str) -> Recording:

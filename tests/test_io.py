@@ -740,3 +740,29 @@ def test_polar_sensor_logger_prefers_the_sensor_clock(tmp_path):
     assert rec.meta["time_column"] == "sensor timestamp [ns]" and rec.leads == ["ecg [uV]"]
     np.testing.assert_array_equal(rec.signal[:, 0], values)
     assert "resampled_from_time_column" not in rec.meta
+
+
+def test_edf_file_and_upload(tmp_path):
+    from wfdb.io.convert.edf import wfdb_to_edf
+
+    copy_record(tmp_path, "100", (".hea", ".dat"))
+    cwd = os.getcwd()
+    os.chdir(tmp_path)  # wfdb_to_edf writes beside the record it reads
+    try:
+        wfdb_to_edf("100", sampto=360 * 20, output_filename="100.edf")
+    finally:
+        os.chdir(cwd)
+    path = tmp_path / "100.edf"
+    rec = ecgio.read(path)
+    assert (rec.format, rec.fs, rec.fs_origin) == ("edf", 360.0, "header")
+    assert rec.leads == ["MLII", "V5"] and rec.units == ["mV", "mV"]
+    original = wfdb.rdrecord(str(tmp_path / "100"), sampto=360 * 20)
+    np.testing.assert_allclose(rec.signal[: 360 * 20], original.p_signal, atol=0.006)
+    data = path.read_bytes()
+    assert ecgio.read_bytes("upload.edf", data).n_samples == rec.n_samples
+    with pytest.raises(ReadError, match="disagrees"):
+        ecgio.read(path, fs=250)
+    with pytest.raises(ReadError, match="could not be read as EDF"):
+        ecgio.read_bytes("broken.edf", data[:300])
+    with pytest.raises(ReadError, match="not an EDF file"):
+        ecgio.read_bytes("notes.edf", b"1,2,3\n")

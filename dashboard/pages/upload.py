@@ -1,4 +1,4 @@
-"""Upload page: Arduino/CSV/text files and WFDB records (or a zip of them).
+"""Upload page: Arduino/CSV/text files, EDF files and WFDB records (or a zip of them).
 
 What was understood (format, leads, rate, duration) is shown before the analysis; when the
 file cannot tell its rate, the page asks for it. Uploads are kept on the server under the
@@ -36,7 +36,9 @@ def layout(**_query) -> html.Div:
             html.H2("Upload a recording"),
             html.P(
                 [
-                    "Arduino/AD8232 text files (ADC counts), CSV or text columns, or a WFDB "
+                    "Arduino/AD8232 text files (ADC counts, Serial Monitor or Plotter "
+                    "output), CSV or text columns (Apple Watch and Polar H10 exports "
+                    "among them), an ", html.Code(".edf"), " file, or a WFDB "
                     "record: its ", html.Code(".hea"), " + ", html.Code(".dat"),
                     " (+ ", html.Code(".atr"), " for reference beats) together, or a ",
                     html.Code(".zip"), " of them. Limit: ", html.Span(_limit_text()),
