@@ -137,10 +137,13 @@ def main() -> int:
         "",
         "The resampled inputs go through a polyphase anti-alias filter, as a device's own "
         "filter would; a device without one folds mains and muscle noise into the band, "
-        "which this does not show. `ecgcore.beats.beat_inputs` turns a served lead whose "
-        "usual QRS points down the other way up before the classifiers see it "
-        "(`ecgcore.beats.qrs_points_down`), so the turned-over lead is classified as the "
-        "original; the networks were trained on MIT-BIH's leads as recorded.",
+        "which this does not show. `ecgcore.beats.beat_inputs` turns a served lead that "
+        "looks recorded upside down (QRS and T both pointing down, "
+        "`ecgcore.beats.looks_upside_down`) the right way up before the classifiers see "
+        "it; a record whose T wave is discordant by nature (QRS up, T down, as in bundle "
+        "branch block) looks, turned over, like a lead whose QRS points down by nature, "
+        "and is read as it comes. The networks were trained on MIT-BIH's leads as "
+        "recorded, none of which looks upside down.",
         "",
     ]
     write_results("other_inputs", payload, "\n".join(lines))

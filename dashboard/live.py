@@ -685,7 +685,7 @@ class LiveSession:
         labels = None
         if self._classifiers is not None:
             from ecgcore.analysis import (
-                QRS_TURNED_OVER_WARNING,
+                UPSIDE_DOWN_WARNING,
                 morphology_checked_labels,
                 served_binary_labels,
             )
@@ -696,8 +696,8 @@ class LiveSession:
             # Every beat in the buffer gives context (template, RR) and is run: the
             # morphology rule compares each beat with its neighbours the network calls N.
             inputs = beat_inputs(x360, rpeaks_ok, INTERNAL_FS)
-            if inputs.turned_over and QRS_TURNED_OVER_WARNING not in self.notices:
-                self.notices.append(QRS_TURNED_OVER_WARNING)
+            if inputs.turned_over and UPSIDE_DOWN_WARNING not in self.notices:
+                self.notices.append(UPSIDE_DOWN_WARNING)
             every = classify_beats(self._classifiers, inputs)
             checked, _ = morphology_checked_labels(inputs.waveforms, every["aami_probs"])
             labels = {key: every[key][chosen] for key in ("aami_probs", "binary_p_abnormal")}

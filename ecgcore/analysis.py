@@ -29,9 +29,10 @@ MIN_DURATION_S = 2.0
 """Shortest recording analysed: a beat and its neighbours need about two seconds."""
 MAX_MISSING_FRACTION = 0.5
 HEART_RATE_SMOOTHING_BEATS = 5
-QRS_TURNED_OVER_WARNING = (
-    "the QRS complexes of this lead point mostly down: the classifiers read it turned over "
-    "(they are trained on leads turned QRS-up); the waveform is shown as recorded"
+UPSIDE_DOWN_WARNING = (
+    "this lead looks recorded upside down (its QRS complexes and T waves point down, as "
+    "with swapped electrodes): the classifiers read it turned over; the waveform is shown "
+    "as recorded"
 )
 BINARY_THRESHOLD = 0.5
 """The binary network's own label: abnormal when its probability reaches this."""
@@ -570,7 +571,7 @@ def analyze(
         models = classifiers if classifiers is not None else load_classifiers()
         inputs = beat_inputs(x360, rpeaks360, INTERNAL_FS)
         if inputs.turned_over:
-            warnings.append(QRS_TURNED_OVER_WARNING)
+            warnings.append(UPSIDE_DOWN_WARNING)
         result = classify_beats(models, inputs)
         binary = result["binary_p_abnormal"]
         aami = result["aami_probs"]

@@ -4,8 +4,8 @@ The one place where a beat becomes model input, so training (``training/``) and 
 (``ecgcore.inference``) can never differ. The front door is :func:`beat_inputs`: give it
 the conditioned lead at :data:`INTERNAL_FS` and any R positions (reference annotations or
 the detector's), and it returns exactly what the models were trained on. One step is for
-serving only: a lead whose QRS points down is turned over (``turn_qrs_up``); of the
-training records only 207's MLII points down, and it is kept as recorded.
+serving only: a lead that looks recorded upside down (QRS and T both pointing down, as with
+swapped electrodes) is turned over (``turn_upright``); no MIT-BIH lead 0 looks so.
 """
 
 from __future__ import annotations
@@ -74,7 +74,11 @@ P_COHERENCE_BEATS = 31
 NORMAL_TEMPLATE_BEATS = 31
 """Beats called normal whose median QRS is a beat's reference (:func:`normal_qrs_correlation`)."""
 POLARITY_HALF_WIDTH_S = 0.060
-""":func:`qrs_points_down` looks this far either side of the R peak."""
+""":func:`looks_upside_down` takes the QRS this far either side of the R peak."""
+POLARITY_T_WINDOW_S = (0.15, 0.40)
+""":func:`looks_upside_down` takes the T wave in this stretch after the R peak."""
+POLARITY_BASELINE_S = (-0.10, -0.07)
+"""The PR segment, before the R peak: the zero line of :func:`looks_upside_down`."""
 QRS_WINDOW_S = (0.08, 0.12)
 """The QRS: this long before and after the R peak."""
 MIN_NORMAL_BEATS = 5
@@ -95,8 +99,8 @@ class BeatInputs:
         The R positions actually used (int64, at :data:`INTERNAL_FS`), after
         :func:`align_rpeaks`; one per input position, same order.
     turned_over : bool
-        The lead's QRS complexes point mostly down, so the waveforms are those of the
-        lead turned over (:func:`qrs_points_down`).
+        The lead looked recorded upside down, so the waveforms are those of the lead
+        turned over (:func:`looks_upside_down`).
     """
 
     waveforms: np.ndarray
@@ -201,20 +205,28 @@ def beat_windows(x: np.ndarray, rpeaks: np.ndarray) -> np.ndarray:
     return (windows / scale).astype(np.float32)
 
 
-def qrs_points_down(windows: np.ndarray) -> bool:
-    """Whether the usual QRS complex of these beat windows points mostly down.
+def looks_upside_down(windows: np.ndarray) -> bool:
+    """Whether these beat windows look like a lead recorded upside down.
 
-    Compares the highest and the lowest point of the median beat within
-    :data:`POLARITY_HALF_WIDTH_S` of the R peak. The same lead recorded with its
-    electrodes swapped gives the opposite answer (the two tie only when they are equal),
-    so :func:`beat_inputs` can turn every served lead QRS-up and the classifiers see one
-    polarity whatever the device or the electrode placement.
+    On the median beat, measured from the PR segment (:data:`POLARITY_BASELINE_S`): the
+    QRS (within :data:`POLARITY_HALF_WIDTH_S` of the R peak) and the T wave
+    (:data:`POLARITY_T_WINDOW_S`) both reach further down than up. Swapped electrodes turn
+    the whole beat over, so a usual beat (QRS and T up) then has both down, and the
+    same lead the right way up gives the opposite answer. A QRS that points down with
+    an upright T is left alone: that is how some leads are by nature (MIT-BIH 207's
+    MLII; 217's paced beats), and how the networks were trained on them.
     """
     if windows.shape[0] == 0:
         return False
-    half = int(round(POLARITY_HALF_WIDTH_S * INTERNAL_FS))
-    qrs = beat_template(windows)[WINDOW_BEFORE - half : WINDOW_BEFORE + half + 1]
-    return bool(-float(qrs.min()) > float(qrs.max()))
+    beat = beat_template(windows).astype(np.float64)
+
+    def at(seconds: float) -> int:
+        return WINDOW_BEFORE + int(round(seconds * INTERNAL_FS))
+
+    beat = beat - float(np.median(beat[at(POLARITY_BASELINE_S[0]) : at(POLARITY_BASELINE_S[1])]))
+    qrs = beat[at(-POLARITY_HALF_WIDTH_S) : at(POLARITY_HALF_WIDTH_S) + 1]
+    t_wave = beat[at(POLARITY_T_WINDOW_S[0]) : at(POLARITY_T_WINDOW_S[1])]
+    return bool(-qrs.min() > qrs.max() and -t_wave.min() > t_wave.max())
 
 
 def beat_template(windows: np.ndarray) -> np.ndarray:
@@ -438,7 +450,7 @@ def beat_rr_features(
 
 
 def beat_inputs(
-    x: np.ndarray, rpeaks: np.ndarray, fs: float = INTERNAL_FS, *, turn_qrs_up: bool = True
+    x: np.ndarray, rpeaks: np.ndarray, fs: float = INTERNAL_FS, *, turn_upright: bool = True
 ) -> BeatInputs:
     """Turn a conditioned lead and its R positions into the classifiers' inputs.
 
@@ -451,10 +463,10 @@ def beat_inputs(
         R positions at :data:`INTERNAL_FS`, ascending: reference annotations or detections.
     fs : float
         Must be :data:`INTERNAL_FS`; present so a wrong rate fails loudly.
-    turn_qrs_up : bool
-        Turn the lead over when its usual QRS points down (:func:`qrs_points_down`), so a
-        lead recorded with its electrodes swapped is read like the training leads. The
-        training set is built without it (see :mod:`training.dataset`).
+    turn_upright : bool
+        Turn the lead over when it looks recorded upside down (:func:`looks_upside_down`),
+        so a lead recorded with its electrodes swapped is read like the training leads.
+        The training set is built without it (see :mod:`training.dataset`).
 
     Returns
     -------
@@ -467,10 +479,10 @@ def beat_inputs(
     rpeaks = np.asarray(rpeaks, dtype=np.int64)
     aligned = align_rpeaks(x, rpeaks, fs)
     windows = beat_windows(x, aligned)
-    # Leads come with either polarity (lead choice, electrodes swapped): served leads are
-    # turned QRS-up, so the polarity never decides a class. The RR features and the P
-    # coherence do not depend on it.
-    turned_over = turn_qrs_up and qrs_points_down(windows)
+    # Electrodes get swapped, on hobby boards above all: a served lead recorded upside
+    # down is turned over, so it is classified as the right way up. The RR features and
+    # the P coherence do not depend on the polarity.
+    turned_over = turn_upright and looks_upside_down(windows)
     if turned_over:
         windows = -windows
     template = beat_template(windows)

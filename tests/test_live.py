@@ -254,14 +254,23 @@ def test_sinus_rhythm_raises_no_af_live(tmp_path, classifiers):
     assert not [f for f in live.rhythm() if f.label in ("AFIB", "AFL", "VT")]
 
 
-def test_a_lead_whose_qrs_points_down_is_said_to_be_read_turned_over(tmp_path, classifiers):
-    from ecgcore.analysis import QRS_TURNED_OVER_WARNING
+def test_a_lead_recorded_upside_down_is_said_to_be_read_turned_over(tmp_path, classifiers):
+    from ecgcore.analysis import UPSIDE_DOWN_WARNING
 
-    # Record 207's MLII: its usual QRS points down (after the first minute).
-    live = _play_fast(tmp_path, classifiers, "207", 120.0, 20.0)
+    # 30 s of record 100 with the electrodes swapped, as a file the simulator plays.
+    signal = wfdb.rdrecord(str(MITDB / "100"), channels=[0], sampto=int(30 * FS)).p_signal
+    upside_down = tmp_path / "upside_down.csv"
+    upside_down.write_text("time,ECG (mV)\n" + "".join(
+        f"{k / FS:.6f},{-v:.4f}\n" for k, v in enumerate(signal[:, 0])))
+    live = LiveSession(tmp_path / "live", classifiers=classifiers)
+    live.start_simulator(upside_down, speed=4.0, duration_s=20.0)
+    deadline = time.monotonic() + 20.0 / 4.0 + 30.0
+    while time.monotonic() < deadline and not live.finished:
+        time.sleep(0.3)
+    live.stop()
     stats = live.stats()
     assert stats["n_beats"] >= 10
-    assert QRS_TURNED_OVER_WARNING in stats["notices"]
+    assert UPSIDE_DOWN_WARNING in stats["notices"]
 
 
 def test_leads_off_and_lost_lines_are_shown_and_never_become_beats(tmp_path, classifiers):

@@ -21,6 +21,16 @@ def test_ds1_class_counts_match_the_literature(mitdb):
     assert not set(DS1) & set(DS2)
 
 
+def test_no_training_lead_looks_upside_down(mitdb):
+    # So the polarity step of serving (ecgcore.beats.beat_inputs) never meets a training
+    # lead, and training can keep every lead as recorded.
+    from ecgcore.beats import looks_upside_down
+
+    beats = build_dataset(mitdb, DS1)
+    for record in DS1:
+        assert not looks_upside_down(beats.of_records([record]).waveforms[..., 0]), record
+
+
 def test_patient_folds_partition_ds1_by_record(mitdb):
     beats = build_dataset(mitdb, DS1)
     folds = patient_folds(beats, 4)

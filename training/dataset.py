@@ -2,8 +2,8 @@
 
 Every beat goes through :func:`ecgcore.beats.beat_inputs` on the lead conditioned by
 :func:`ecgcore.signal.ecg_condition`, exactly as ``ecg analyze`` does, so training and
-serving see the same input (but for the polarity step, which only a served lead whose QRS
-points down meets: among the training records, 207). The built arrays are cached as
+serving see the same input (the polarity step of serving turns no MIT-BIH lead 0). The
+built arrays are cached as
 ``.npz`` keyed by a hash of the code that makes them.
 """
 
@@ -146,11 +146,10 @@ def load_record_beats(data_dir: Path, record: str) -> dict[str, np.ndarray]:
     )
     sample360 = signal_module.to_internal_index(np.asarray(sample), fs)
     positions, classes = reference_beats(sample360, list(symbol))
-    # As recorded: turning the leads QRS-up for training too (only 207's MLII points
-    # down) lowered the five-class CV score inside DS1 from 0.745 to 0.710 over three
-    # seeds (training/EXPERIMENTS.md, *_qrs_up), so only served leads are turned.
+    # As recorded: serving's polarity step is for devices, and no MIT-BIH lead 0 looks
+    # upside down (tests/test_inference.py), so training never needs it.
     inputs = beats_module.beat_inputs(x360, positions, signal_module.INTERNAL_FS,
-                                      turn_qrs_up=False)
+                                      turn_upright=False)
     labels = np.array([AAMI_CLASSES.index(c) for c in classes], dtype=np.int8)
     return {
         "waveforms": inputs.waveforms,

@@ -133,12 +133,6 @@ CONFIGS: dict[str, tuple[str, TrainConfig]] = {
         "binary", replace(BASE, arch=replace(SMALL_WIDE_RR, rr_used=RR_ONLY))
     ),
     "small_wide_rr_p_coherence_binary": ("binary", replace(BASE, arch=SMALL_WIDE_RR)),
-    # The served pair again, after beat_inputs began turning leads QRS-up (only DS1's 207
-    # changes): the record of that change, and the held-out predictions the rule grids use.
-    "small_wide_rr_s_swap100_p_coherence_qrs_up": (
-        "aami", replace(BASE, s_waveform_swap=1.0, arch=SMALL_WIDE_RR)
-    ),
-    "small_wide_rr_p_coherence_qrs_up_binary": ("binary", replace(BASE, arch=SMALL_WIDE_RR)),
     # SMOTE on top of the served five-class recipe: each rarer class topped up to a
     # quarter of the N beats drawn per epoch, with the class weights kept, or instead of them.
     "small_wide_rr_s_swap100_p_coherence_smote25": (

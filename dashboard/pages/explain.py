@@ -259,8 +259,8 @@ def explain(params, session_id):
 
     if beat_model_inputs(prepared).turned_over:
         header.append(html.P(
-            "This lead's QRS complexes point mostly down: the models read it turned over, "
-            "and the beats drawn below are as the models saw them.",
+            "This lead looks recorded upside down: the models read it turned over, and the "
+            "beats drawn below are as the models saw them.",
             className="small text-muted", id="explain-turned-over"))
     sections: list[Any] = []
     for model, title in MODELS:
