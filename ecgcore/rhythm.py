@@ -148,7 +148,7 @@ than this share of the time does not vote AF: AF's intervals are random, so abou
 them turn (0.5 is the lower end of the 95 % range of a random series of 31 intervals,
 Dash et al. 2009), while sinus arrhythmia rises and falls smoothly with breathing and
 turns less. None: not used. Off: it lowers the DS1 harmonic mean in both settings, and
-over all 48 records it costs AF sensitivity (86.5 against 90.0 with the CNN's classes)
+over all 48 records it costs AF sensitivity (87.9 against 91.4 with the CNN's classes)
 without raising +P (bench/results/rhythm.md)."""
 AF_CLASSES_LAG1 = True
 """With beat classes, measure irregularity at lag 1 only (the ectopic beats are out)."""
