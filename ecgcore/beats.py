@@ -216,9 +216,12 @@ def looks_upside_down(windows: np.ndarray) -> bool:
     an upright T is left alone: that is how some leads are by nature (MIT-BIH 207's
     MLII; 217's paced beats), and how the networks were trained on them.
     """
-    if windows.shape[0] == 0:
-        return False
-    beat = beat_template(windows).astype(np.float64)
+    return _beat_upside_down(beat_template(windows))
+
+
+def _beat_upside_down(template: np.ndarray) -> bool:
+    """:func:`looks_upside_down` of the median beat itself."""
+    beat = np.asarray(template, dtype=np.float64)
 
     def at(seconds: float) -> int:
         return WINDOW_BEFORE + int(round(seconds * INTERNAL_FS))
@@ -482,10 +485,10 @@ def beat_inputs(
     # Electrodes get swapped, on hobby boards above all: a served lead recorded upside
     # down is turned over, so it is classified as the right way up. The RR features and
     # the P coherence do not depend on the polarity.
-    turned_over = turn_upright and looks_upside_down(windows)
-    if turned_over:
-        windows = -windows
     template = beat_template(windows)
+    turned_over = turn_upright and _beat_upside_down(template)
+    if turned_over:
+        windows, template = -windows, -template
     waveforms = np.stack([windows, windows - template[None, :]], axis=-1).astype(np.float32)
     rr = beat_rr_features(x, aligned, fs)
     return BeatInputs(waveforms, rr, aligned, turned_over)

@@ -888,7 +888,7 @@ def _serial_plotter_lines(lines: list[str], name: str) -> list[str]:
         return found
 
     head = [pairs(line) for line in [line for line in lines[:200] if is_data(line)][:50]]
-    if len(head) < 3 or not all(head) or len({h[0][0] for h in head if h}) > 1:
+    if len(head) < 3 or not all(head) or len({h[0][0] for h in head}) > 1:
         return lines
     labels = [label for label, _ in head[0]]
     data = [(i, line) for i, line in enumerate(lines) if is_data(line)]

@@ -40,6 +40,7 @@ from dashboard.live import (
 )
 from dashboard.records import UPLOAD_PREFIX
 from dashboard.state import SessionStore, new_token
+from ecgcore.analysis import BINARY_THRESHOLD
 from ecgcore.errors import EcgError
 
 dash.register_page(__name__, path="/live", name="Live", order=3)
@@ -380,7 +381,7 @@ def _beats_table(beats: list[dict]) -> dbc.Table:
                     style={"color": CLASS_COLOURS.get(aami, "#555"), "fontWeight": 600}),
             html.Td(f"{binary} ({beat['binary_p']:.0%})"
                     # The network is not sure of the served label: the AAMI label decided.
-                    + (f" (AAMI {aami})" if beat["binary_p"] < 0.5 else "")
+                    + (f" (AAMI {aami})" if beat["binary_p"] < BINARY_THRESHOLD else "")
                     if binary else "–",
                     style={"color": BINARY_COLOURS.get(binary, "#555")}),
             html.Td(_ms(beat["latency_s"])),

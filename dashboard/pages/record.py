@@ -634,7 +634,6 @@ TABLE_COLUMNS = ("#", "time", "RR (ms)", "AAMI", "AAMI probabilities", "binary (
                  "reference", "")
 
 
-
 def _binary_cell(beats: dict[str, Any], i: int) -> str:
     """The served binary label, the network's p(abnormal), and why they seem to disagree."""
     label, p = beats["binary"][i], float(beats["binary_p"][i])
@@ -656,6 +655,7 @@ def _rule_suffix(beats: dict[str, Any], i: int) -> str:
     if not why:
         return ""
     return f" ({beats['network_aami'][i]} by the network; {' and '.join(why)})"
+
 
 def _table_page(prepared: PreparedRecord, record_id: str, page: int, which: str):
     """One page of the beat table: the table, the page number and its label."""
