@@ -63,11 +63,10 @@ import numpy as np
 from dashboard.state import SessionStore, new_token
 from ecgcore.beats import AAMI_CLASSES
 from ecgcore.errors import EcgError
+from ecgcore.rhythm import PLAUSIBLE_RR_S, beat_rates_bpm
 
 V_RUN_MIN = 3
 """Consecutive V beats that raise the alert."""
-RR_MIN_S, RR_MAX_S = 0.2, 3.0
-"""Heart rate: intervals outside this range (a missed or an extra beat) are ignored."""
 
 
 class LiveError(EcgError):
@@ -743,7 +742,7 @@ class LiveSession:
                         self._startup_latencies.append(beat.latency_s)
                     else:
                         self._latencies.append(beat.latency_s)
-                if self._v_streak and beat.time_s - self._v_streak[-1].time_s > RR_MAX_S:
+                if self._v_streak and beat.time_s - self._v_streak[-1].time_s > PLAUSIBLE_RR_S[1]:
                     self._v_streak = []  # a gap (leads off...) breaks a run
                 if beat.aami == "V":
                     self._v_streak.append(beat)
@@ -826,8 +825,9 @@ class LiveSession:
         step_times = list(self._step_times)
         times = np.array([b.time_s for b in beats])
         rr = np.diff(times) if times.size > 1 else np.zeros(0)
-        rr = rr[(rr >= RR_MIN_S) & (rr <= RR_MAX_S)]
-        out["heart_rate_bpm"] = float(60.0 / np.median(rr)) if rr.size else None
+        rates = beat_rates_bpm(rr)
+        rates = rates[np.isfinite(rates)]
+        out["heart_rate_bpm"] = float(np.median(rates)) if rates.size else None
         out["leads_off"] = leads_off_now or bool(summary and summary.leads_off_now)
         out["gaps"] = len(summary.gaps) if summary else 0
         out["lost_samples"] = summary.lost_samples if summary else 0

@@ -22,8 +22,6 @@ from ecgcore.errors import EcgError, ModelError
 from ecgcore.recording import Recording
 
 UPLOAD_PREFIX = "upload-"
-RR_MIN_S, RR_MAX_S = 0.2, 3.0
-"""Heart-rate trend: intervals outside this range (missed or extra beats) are not drawn."""
 
 
 class NotAvailableError(EcgError):
@@ -261,6 +259,7 @@ def prepare(record_id: str, recording: Recording) -> PreparedRecord:
 
 def _arrange_beats(prepared: PreparedRecord) -> None:
     from ecgcore.metrics import MATCH_TOLERANCE_S, match_beats, reference_beats
+    from ecgcore.rhythm import beat_rates_bpm
 
     analysis, fs = prepared.analysis, prepared.fs
     rpeaks = np.asarray(analysis.rpeaks, dtype=np.int64)
@@ -269,7 +268,7 @@ def _arrange_beats(prepared: PreparedRecord) -> None:
     rr = np.full(n, np.nan)
     if n > 1:
         rr[1:] = np.diff(rpeaks) / fs
-    hr = np.where((rr >= RR_MIN_S) & (rr <= RR_MAX_S), 60.0 / rr, np.nan)
+    hr = beat_rates_bpm(rr)
     aami = (
         np.asarray(analysis.aami_labels, dtype="<U1")
         if analysis.aami_probs is not None

@@ -234,6 +234,9 @@ SINUS_MIN_DURATION_S = 30.0
 BRADY_BPM = 60.0
 TACHY_BPM = 100.0
 PAUSE_S = 2.0
+PLAUSIBLE_RR_S = (0.2, 3.0)
+"""A single RR interval outside this range (300 and 20 bpm) is taken for a missed or an
+extra beat when a rate is read from it (:func:`beat_rates_bpm`)."""
 NOISE_BLOCK_S = 1.0
 NOISE_HF_RATIO = 0.12
 """Unreadable when the high-frequency residue (robust SD) exceeds this fraction of the
@@ -1277,6 +1280,26 @@ def rhythm_summary(episodes: list[dict[str, Any]], n_samples: int, fs: float) ->
         "noise_pct": round(100.0 * noise_s / duration, 2) if duration > 0 else 0.0,
         "by_label": by_label,
     }
+
+
+def beat_rates_bpm(rr_s: np.ndarray) -> np.ndarray:
+    """The heart rate each RR interval gives (60 / RR), NaN where the interval is outside
+    :data:`PLAUSIBLE_RR_S` (a missed or an extra beat) or not a number.
+
+    Parameters
+    ----------
+    rr_s : np.ndarray
+        RR intervals in seconds.
+
+    Returns
+    -------
+    np.ndarray
+        Beats per minute, float64, the same shape.
+    """
+    rr = np.asarray(rr_s, dtype=np.float64)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        plausible = (rr >= PLAUSIBLE_RR_S[0]) & (rr <= PLAUSIBLE_RR_S[1])
+        return np.where(plausible, 60.0 / rr, np.nan)
 
 
 def heart_rate_trend(

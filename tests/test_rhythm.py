@@ -10,6 +10,7 @@ import pytest
 
 from ecgcore.rhythm import (
     RHYTHM_NAMES,
+    beat_rates_bpm,
     ecg_rhythm,
     heart_rate_trend,
     rhythm_summary,
@@ -790,6 +791,12 @@ def test_summary_counts_and_burden():
     assert s["noise_pct"] == pytest.approx(20.0)
     assert s["by_label"]["PAUSE"] == {"name": "Pause", "count": 1, "total_s": 2.5,
                                       "longest_s": 2.5}
+
+
+def test_beat_rates_leave_out_implausible_intervals():
+    rates = beat_rates_bpm(np.array([0.5, 1.0, 0.1, 4.0, np.nan, 0.0]))
+    np.testing.assert_allclose(rates[:2], [120.0, 60.0])
+    assert np.isnan(rates[2:]).all()
 
 
 def test_heart_rate_trend_ignores_a_missed_beat():
