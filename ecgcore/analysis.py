@@ -521,7 +521,8 @@ def analyze(
     recording : Recording
         From :func:`ecgcore.io.read` or any other source.
     lead : str, int or None
-        Lead name or index; the first lead by default.
+        Lead name or index; by default lead II where the recording has it
+        (:func:`ecgcore.recording.preferred_lead`), else the first.
     classify : bool
         Run the two beat classifiers (loads the packaged models once per process).
     classifiers : optional

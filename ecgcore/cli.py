@@ -51,7 +51,9 @@ def analyze_main(argv: list[str]) -> int:
         help="a WFDB record (path without extension) or a text/CSV file",
     )
     parser.add_argument("--fs", type=float, help="sampling rate in Hz, when the file has none")
-    parser.add_argument("--lead", help="lead name or index (default: the first lead)")
+    parser.add_argument(
+        "--lead", help="lead name or index (default: lead II where the recording has it, "
+        "else the first lead)")
     out = parser.add_mutually_exclusive_group()
     out.add_argument(
         "--json", metavar="OUT", help="write the JSON here (a list for several inputs)"

@@ -2,9 +2,40 @@
 
 from __future__ import annotations
 
+import re
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
+
+LEAD_II_NAMES = frozenset({"MLII", "II", "DII", "LEADII", "LEAD2", "ECGII", "EKGII"})
+"""Names of lead II (MIT-BIH's modified lead II, the lead the classifiers were trained
+on), upper case with spaces and punctuation removed: ``MLII``, ``II``, ``Lead II``,
+``ECG II``, ``DII`` (European naming). ``ECG2`` is not among them: devices name their
+second channel so, whatever lead it records."""
+
+
+def preferred_lead(leads: Sequence[str]) -> int:
+    """The lead to analyse when none is asked for: lead II by any of its names, else the
+    first.
+
+    The networks learnt MLII. A 12-lead file (INCART, a hospital export) starts with lead
+    I, and MIT-BIH's 114 with V5, so the first column is not always the best guess.
+
+    Parameters
+    ----------
+    leads : sequence of str
+        Lead names, one per column.
+
+    Returns
+    -------
+    int
+        The column index.
+    """
+    for index, name in enumerate(leads):
+        if re.sub(r"[^A-Z0-9]", "", str(name).upper()) in LEAD_II_NAMES:
+            return index
+    return 0
 
 
 @dataclass(frozen=True)
@@ -73,11 +104,11 @@ class Recording:
         return self.n_samples / self.fs
 
     def lead_index(self, lead: str | int | None) -> int:
-        """Resolve a lead given by name or index (``None``: the first lead)."""
+        """Resolve a lead given by name or index (``None``: :func:`preferred_lead`)."""
         from ecgcore.errors import EcgError
 
         if lead is None:
-            return 0
+            return preferred_lead(self.leads)
         if isinstance(lead, int) or (isinstance(lead, str) and lead.lstrip("-").isdigit()):
             index = int(lead)
             if not 0 <= index < len(self.leads):

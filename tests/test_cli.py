@@ -208,6 +208,15 @@ def test_console_script_runs_without_traceback(tmp_path):
     assert result.stderr.startswith("ecg: error:") and "Traceback" not in result.stderr
 
 
+def test_record_114_is_analysed_on_mlii_its_second_signal(mitdb, tmp_path, capsys):
+    out = tmp_path / "out.json"
+    code, _, err = run(["analyze", str(mitdb / "114"), "--json", str(out), "--no-classify"],
+                       capsys)
+    assert code == 0, err
+    doc = json.loads(out.read_text())
+    assert doc["leads"] == ["V5", "MLII"] and doc["lead_used"] == "MLII"
+
+
 def test_unknown_lead_is_a_clear_error(mitdb, capsys):
     code, _, err = run(["analyze", str(mitdb / "100"), "--lead", "V9", "--no-classify"], capsys)
     assert_clear_failure(code, err)

@@ -16,6 +16,7 @@ from hypothesis import strategies as st
 
 from ecgcore import io as ecgio
 from ecgcore.errors import InputTooLargeError, RateUnknownError, ReadError
+from ecgcore.recording import preferred_lead
 
 DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 MITDB = DATA / "mitdb"
@@ -118,6 +119,17 @@ def test_generated_wfdb_record_any_rate_and_lead_count(tmp_path):
     assert rec.fs == 500 and rec.leads == ["I", "II", "V2"] and rec.annotations is None
     np.testing.assert_allclose(rec.signal, x, atol=1e-3)
     assert rec.meta["comments"] == ["synthetic"]
+    # No lead asked for: lead II, the lead the classifiers learnt, not the first column.
+    assert rec.lead_index(None) == 1 and rec.lead_index(0) == 0
+
+
+@pytest.mark.parametrize("leads, expected", [
+    (["I", "II", "III", "aVR", "aVL", "aVF", "V1", "V2", "V3", "V4", "V5", "V6"], 1),
+    (["V5", "MLII"], 1), (["Lead I", "Lead II"], 1), (["DI", "DII", "DIII"], 1),
+    (["ECG I", "ECG II"], 1), (["III", "aVF"], 0), (["ECG1", "ECG2"], 0), (["V1"], 0),
+])
+def test_lead_ii_is_analysed_by_default_whatever_its_name(leads, expected):
+    assert preferred_lead(leads) == expected
 
 
 # --------------------------------------------------------------------------- text formats

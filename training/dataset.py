@@ -23,6 +23,7 @@ from ecgcore import signal as signal_module
 from ecgcore.beats import AAMI_CLASSES
 from ecgcore.errors import EcgError
 from ecgcore.metrics import reference_beats
+from ecgcore.recording import preferred_lead
 
 DS1 = (
     "101", "106", "108", "109", "112", "114", "115", "116", "118", "119", "122", "124", "201",
@@ -121,7 +122,8 @@ class BeatSet:
 
 
 def read_lead(data_dir: Path, record: str) -> tuple[np.ndarray, float, list[str], list[int]]:
-    """The MLII lead of a record (the first lead when there is none) and its beat marks.
+    """The MLII lead of a record (the first lead when there is none) and its beat marks:
+    the lead ``ecg analyze`` reads by default (:func:`ecgcore.recording.preferred_lead`).
 
     Returns the signal, its rate, and the annotation symbols and samples.
     """
@@ -129,8 +131,7 @@ def read_lead(data_dir: Path, record: str) -> tuple[np.ndarray, float, list[str]
 
     path = str(data_dir / record)
     rec = wfdb.rdrecord(path)
-    names = [name.upper() for name in rec.sig_name]
-    channel = names.index("MLII") if "MLII" in names else 0
+    channel = preferred_lead(rec.sig_name)
     ann = wfdb.rdann(path, "atr")
     return rec.p_signal[:, channel].astype(np.float64), float(rec.fs), ann.symbol, ann.sample
 

@@ -267,16 +267,11 @@ def _binary_result(tally: _Tally) -> dict:
     return out
 
 
-def _lead_of(recording) -> str | int:
-    """MLII where the record has it (the lead the models were trained on), else the first."""
-    names = [name.upper() for name in recording.leads]
-    return recording.leads[names.index("MLII")] if "MLII" in names else 0
-
-
 def evaluate_end_to_end(classifiers, data_dir, records, progress=None, transform=None) -> dict:
     """Records analysed exactly as ``ecg analyze`` serves them, matched within 150 ms.
 
-    Each record goes through :func:`ecgcore.analysis.analyze` (lead MLII), so detection,
+    Each record goes through :func:`ecgcore.analysis.analyze` (its default lead, MLII), so
+    detection,
     classification and the rhythm rule (S -> N inside detected AF/AFL,
     :func:`ecgcore.analysis.rhythm_rule_mask`) are the product's own. The top-level
     ``aami`` and ``binary`` figures are the served labels; ``without_rhythm_rule`` has the
@@ -317,7 +312,7 @@ def evaluate_end_to_end(classifiers, data_dir, records, progress=None, transform
         recording = read(Path(data_dir) / record)
         if transform is not None:
             recording = transform(recording)
-        analysis = analyze(recording, _lead_of(recording), classifiers=classifiers)
+        analysis = analyze(recording, classifiers=classifiers)
         fs = recording.fs
         ann = recording.annotations
         ref, ref_classes = reference_beats(to_internal_index(ann.sample, fs), list(ann.symbol))
