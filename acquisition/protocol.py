@@ -53,10 +53,14 @@ HEADER_EVERY = 2048
 
 SUPPORTED_RATES = (250, 360, 500)
 DEFAULT_BAUD = 115200
+BAUD_CHOICES = (9600, 57600, 115200, 230400)
+"""Serial speeds offered: the sketch's, and those other sketches use (SparkFun's AD8232
+example: 9600)."""
 MAX_LINE = 200
 """A line longer than this (bytes, without newline) cannot be valid: it is garbled."""
 
 _SAMPLE_RE = re.compile(rb"^(\d{1,5}),(\d{1,5}),([01])$")
+_PLAIN_RE = re.compile(rb"^\s*(\d{1,5})\s*$")
 _CHECK_RE = re.compile(rb"^[0-9A-F]{2}$")
 _TOKEN_RE = re.compile(r"^([A-Za-z_][A-Za-z0-9_]*)=(\S+)$")
 
@@ -232,6 +236,33 @@ def _parse_hash_line(raw: bytes, body: bytes) -> Line:
     if not (fs > 0 and 1 <= bits <= 16) or (seq is not None and not 0 <= seq < SEQ_MODULUS):
         return Garbled(raw, "header value out of range")
     return Header(device, firmware, fs, bits, seq, fields)
+
+
+PLAIN_LEADS_OFF = b"!"
+"""What SparkFun's AD8232 example sketch prints instead of a value while LO+ or LO- is
+set (an electrode off)."""
+LEADS_OFF = -1
+""":func:`parse_plain_line`'s value for a :data:`PLAIN_LEADS_OFF` line."""
+
+
+def parse_plain_line(line: bytes) -> int | None:
+    """Decode one line of a *plain* stream: the bare ``analogRead`` values, one per line,
+    that the AD8232 example sketches print (``Serial.println(analogRead(A0))``).
+
+    Returns
+    -------
+    int or None
+        The value (0 .. 65535); :data:`LEADS_OFF` for a leads-off mark
+        (:data:`PLAIN_LEADS_OFF`); ``None`` for anything else (garbled). Never raises.
+    """
+    raw = line.rstrip(b"\r\n")
+    if raw.strip() == PLAIN_LEADS_OFF:
+        return LEADS_OFF
+    match = _PLAIN_RE.match(raw)
+    if not match:
+        return None
+    value = int(match.group(1))
+    return value if value <= 0xFFFF else None
 
 
 def check_value(sample: Sample, bits: int) -> bool:

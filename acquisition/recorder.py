@@ -44,6 +44,7 @@ import numpy as np
 
 from acquisition.protocol import (
     DEFAULT_BAUD,
+    LEADS_OFF,
     MAX_LINE,
     SEQ_MODULUS,
     Garbled,
@@ -51,6 +52,7 @@ from acquisition.protocol import (
     Message,
     Sample,
     parse_line,
+    parse_plain_line,
     seq_delta,
     unwrap_near,
 )
@@ -68,6 +70,11 @@ place unambiguous; at 360 Hz, 45 s)."""
 SILENCE_WARNING_S = 3.0
 CONFIRM_WINDOW = 64
 """A jump of more than a second must be followed by a line at most this far on."""
+PLAIN_DEVICE = "plain-serial-stream"
+"""The ``device`` a plain stream's file names (:class:`PlainStreamDecoder`)."""
+PLAIN_HINT_LINES = 20
+"""Bare numbers, at least this many and most of what arrived, make the refusal of a port
+that does not speak the protocol say how to record them instead."""
 
 
 class AcquisitionError(EcgError):
@@ -222,6 +229,10 @@ class StreamDecoder:
         # port opened): kept until the header says where they belong.
         self.early: deque[Sample] = deque(maxlen=EARLY_LIMIT)
         self.early_kept = 0
+        # Garbled lines that are bare numbers (another sketch), and when they came: what
+        # the refusal of such a port says.
+        self.plain_lines = 0
+        self.plain_first_last: tuple[float, float] | None = None
 
     def feed(self, data: bytes, now: float) -> list[tuple[int, int, int]]:
         self.buffer += data
@@ -255,6 +266,10 @@ class StreamDecoder:
         if isinstance(parsed, Garbled):
             # Even an empty line counts: the device never sends one.
             self.summary.garbled_lines += 1
+            if self.header is None and parse_plain_line(line) is not None:
+                self.plain_lines += 1
+                first = self.plain_first_last[0] if self.plain_first_last else now
+                self.plain_first_last = (first, now)
             return
         if isinstance(parsed, Header):
             self._header(parsed, now, out)
@@ -398,6 +413,105 @@ class StreamDecoder:
         summary.leads_off_now = bool(sample.leads_off)
 
 
+    def plain_stream_hint(self) -> str | None:
+        """If what arrived is mostly bare numbers: how to record them, and their rate."""
+        garbled = self.summary.garbled_lines
+        if self.plain_lines < PLAIN_HINT_LINES or self.plain_lines < 0.8 * garbled:
+            return None
+        first, last = self.plain_first_last
+        rate = (self.plain_lines - 1) / (last - first) if last > first else None
+        about = f" (about {rate:.0f} lines/s arrived)" if rate else ""
+        return (f"the lines are bare numbers{about}, as the AD8232 example sketches print; "
+                "to record them, give their sampling rate (ecg record --plain-rate HZ, or "
+                "the Live page's 'plain stream' rate)")
+
+
+class PlainStreamDecoder:
+    """Bare values, one per line, at a rate the user gives (no I/O: testable alone).
+
+    The AD8232 example sketches print ``analogRead`` values (SparkFun's prints ``!``
+    while an electrode is off) with no sample number, no checksum and no rate. So:
+
+    - each number line is the next sample; a ``!`` line is a leads-off sample (its value
+      repeats the last one; ecgcore reads it as missing);
+    - any other line is counted garbled and dropped. Without sample numbers a lost or
+      garbled line cannot be told from a late one: the samples after it move one place
+      earlier, which is why the protocol of the ``ecg_ad8232`` sketch is better;
+    - after the port comes back, the gap is estimated from the PC clock.
+
+    Same interface as :class:`StreamDecoder`. The first sample opens the file, with a
+    :class:`Header` for ``device`` :data:`PLAIN_DEVICE` at the given rate.
+    """
+
+    def __init__(self, summary: RecordingSummary, on_header: Callable[[Header], None],
+                 fs: float):
+        if not (fs > 0 and np.isfinite(fs)):
+            raise AcquisitionError(f"the rate of a plain stream must be a positive number of "
+                                   f"Hz, not {fs!r}")
+        self.summary = summary
+        self.on_header = on_header
+        self.fs = float(fs)
+        self.buffer = bytearray()
+        self.header: Header | None = None
+        self.last_u = -1
+        self.last_value = 0
+        self.last_time = 0.0
+        self.after_outage = False
+        self.early_kept = 0
+        self.ended = False
+        self.rate_changed: float | None = None
+
+    def feed(self, data: bytes, now: float) -> list[tuple[int, int, int]]:
+        self.buffer += data
+        out: list[tuple[int, int, int]] = []
+        while True:
+            newline = self.buffer.find(b"\n")
+            if newline < 0:
+                if len(self.buffer) > MAX_LINE:
+                    self.summary.garbled_lines += 1
+                    self.buffer.clear()
+                break
+            line = bytes(self.buffer[:newline])
+            del self.buffer[: newline + 1]
+            self._line(line, now, out)
+        return out
+
+    def outage(self) -> None:
+        """The port went away: the partial line is lost, the next sample is placed by clock."""
+        self.buffer.clear()
+        if self.header is not None:
+            self.after_outage = True
+
+    def _line(self, line: bytes, now: float, out: list) -> None:
+        value = parse_plain_line(line)
+        summary = self.summary
+        if value is None:
+            if line.strip():
+                summary.garbled_lines += 1
+            return  # a blank line (a sketch's println()) carries nothing
+        if self.header is None:
+            self.header = Header(PLAIN_DEVICE, "unknown", self.fs, 16)
+            summary.fs, summary.bits = self.fs, 16
+            summary.device, summary.firmware = PLAIN_DEVICE, "unknown"
+            self.last_time = now
+            self.on_header(self.header)
+        leads_off = int(value == LEADS_OFF)
+        value = self.last_value if leads_off else value
+        u = self.last_u + 1
+        if self.after_outage:
+            self.after_outage = False
+            u = self.last_u + max(1, round((now - self.last_time) * self.fs))
+            if u > self.last_u + 1:
+                summary.gaps.append(Gap(self.last_u + 1, u - self.last_u - 1, "reconnect",
+                                        True))
+        out.append((u, value, leads_off))
+        self.last_u, self.last_value, self.last_time = u, value, now
+        summary.last_seq = u
+        summary.samples_written += 1
+        summary.leads_off_samples += leads_off
+        summary.leads_off_now = bool(leads_off)
+
+
 def _utc_now(earlier_s: float = 0.0) -> str:
     moment = datetime.now(UTC) - timedelta(seconds=earlier_s)
     return moment.isoformat(timespec="microseconds").replace("+00:00", "Z")
@@ -429,8 +543,10 @@ def record(
     on_samples: Callable[[np.ndarray, np.ndarray, np.ndarray], None] | None = None,
     on_message: Callable[[str], None] | None = None,
     stop_event: threading.Event | None = None,
+    plain_fs: float | None = None,
 ) -> RecordingSummary:
-    """Record a board speaking :mod:`acquisition.protocol` into the CSV format.
+    """Record a board speaking :mod:`acquisition.protocol` (or, given ``plain_fs``, one
+    printing bare values) into the CSV format.
 
     Parameters
     ----------
@@ -458,6 +574,10 @@ def record(
         Called with human-readable events (port lost, reconnected, device messages).
     stop_event : threading.Event, optional
         Set it to stop cleanly from another thread.
+    plain_fs : float, optional
+        The board prints bare values, one per line, at this rate in Hz (the AD8232 example
+        sketches; :class:`PlainStreamDecoder`). Without it such a board is refused, with
+        a message that says so.
 
     Returns
     -------
@@ -467,7 +587,8 @@ def record(
     Raises
     ------
     AcquisitionError
-        The port cannot be opened, or no header came (nothing is written then).
+        The port cannot be opened, or no header (in a plain stream, no value) came:
+        nothing is written then.
     """
     import serial
 
@@ -497,9 +618,16 @@ def record(
             sink = _CsvSink(out_path, lines)
         except OSError as error:
             raise AcquisitionError(f"cannot write {out_path}: {error.strerror or error}") from None
-        say(f"{header.device} firmware {header.firmware} at {header.fs:g} Hz; writing {out_path}")
+        if plain_fs is None:
+            say(f"{header.device} firmware {header.firmware} at {header.fs:g} Hz; "
+                f"writing {out_path}")
+        else:
+            say(f"plain stream (bare values, no sample numbers) at {header.fs:g} Hz as "
+                f"given; writing {out_path}")
 
-    decoder = StreamDecoder(summary, open_file)
+    decoder: StreamDecoder | PlainStreamDecoder = (
+        StreamDecoder(summary, open_file) if plain_fs is None
+        else PlainStreamDecoder(summary, open_file, plain_fs))
     try:
         handle = _open_port(port, baud)
     except (serial.SerialException, OSError, ValueError) as error:
@@ -511,7 +639,7 @@ def record(
     # An Uno resets when its port opens and its bootloader would eat a request sent at
     # once; a board that did not reset (Nano clones, the simulator after a while) is asked
     # for its header once it has had time to boot, instead of waiting for the periodic one.
-    ask_at = start + ASK_HEADER_AFTER_S
+    ask_at = start + ASK_HEADER_AFTER_S if plain_fs is None else None
     last_data, silent, bytes_in = start, False, 0
     try:
         while True:
@@ -531,7 +659,8 @@ def record(
                     break
                 summary.reconnects += 1
                 say(f"reconnected to {port}")
-                ask_at = time.monotonic() + ASK_HEADER_AFTER_S
+                if plain_fs is None:
+                    ask_at = time.monotonic() + ASK_HEADER_AFTER_S
                 continue
             now = time.monotonic()
             if ask_at is not None and now >= ask_at:
@@ -575,6 +704,16 @@ def record(
                 say(f"no data from {port} for {SILENCE_WARNING_S:g} s (electrode cable? board?)")
                 silent = True
             if sink is None and now - start > header_timeout_s:
+                if plain_fs is not None:
+                    heard = (f"{bytes_in} bytes arrived but no line was a bare number"
+                             if bytes_in else "nothing arrived")
+                    raise AcquisitionError(
+                        f"no value from {port} within {header_timeout_s:g} s ({heard}): is "
+                        f"the board printing one number per line at {baud} baud?")
+                hint = decoder.plain_stream_hint()
+                if hint is not None:
+                    raise AcquisitionError(f"{port} does not speak the ecg_ad8232 protocol: "
+                                           f"{hint}")
                 heard = (f"{bytes_in} bytes arrived but no valid header line" if bytes_in
                          else "nothing arrived")
                 raise AcquisitionError(

@@ -60,6 +60,7 @@ from typing import Any
 
 import numpy as np
 
+from acquisition.protocol import DEFAULT_BAUD
 from dashboard.state import SessionStore, new_token
 from ecgcore.beats import AAMI_CLASSES
 from ecgcore.errors import EcgError
@@ -398,11 +399,18 @@ class LiveSession:
             raise LiveError(self._error or "the simulator did not start within 30 s")
         self._start_recorder(str(link))
 
-    def start_port(self, port: str) -> None:
-        """Record a board on a serial port (``/dev/ttyACM0``...)."""
-        self._source = _Source("port", port, f"serial port {port}")
+    def start_port(self, port: str, baud: int = DEFAULT_BAUD,
+                   plain_fs: float | None = None) -> None:
+        """Record a board on a serial port (``/dev/ttyACM0``...).
+
+        ``plain_fs``: the board prints bare values at this rate instead of speaking the
+        ``ecg_ad8232`` protocol (:class:`acquisition.recorder.PlainStreamDecoder`).
+        """
+        what = f"serial port {port} at {baud} baud" + (
+            "" if plain_fs is None else f", plain stream at {plain_fs:g} Hz")
+        self._source = _Source("port", port, what)
         self._prepare()
-        self._start_recorder(port)
+        self._start_recorder(port, baud=baud, plain_fs=plain_fs)
 
     def _prepare(self) -> None:
         with self._lock:
@@ -440,16 +448,17 @@ class LiveSession:
                                 "detected but not labelled")
             self._classifiers = None
 
-    def _start_recorder(self, port: str) -> None:
+    def _start_recorder(self, port: str, baud: int = DEFAULT_BAUD,
+                        plain_fs: float | None = None) -> None:
         from acquisition.recorder import AcquisitionError, record
 
         def run() -> None:
             try:
                 summary = record(
                     port, self.out_path, duration_s=self.settings.max_duration_s,
-                    reconnect=True, reconnect_timeout_s=self.settings.reconnect_s,
+                    baud=baud, reconnect=True, reconnect_timeout_s=self.settings.reconnect_s,
                     on_samples=self._on_samples, on_message=self._say,
-                    on_progress=self._on_progress, stop_event=self._stop,
+                    on_progress=self._on_progress, stop_event=self._stop, plain_fs=plain_fs,
                 )
                 with self._lock:
                     self._summary = summary

@@ -24,6 +24,7 @@ import wfdb
 from acquisition.recorder import record
 from acquisition.simulator import simulate
 from ecgcore.errors import EcgError
+from ecgcore.io import read
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT.parent / "shared" / "data"
@@ -249,6 +250,9 @@ def test_record_cli_errors_are_one_line(tmp_path):
     assert len(missing.stderr.strip().splitlines()) == 1
     assert not (tmp_path / "x.csv").exists()
     assert run("record", "--out", "x.csv").returncode == 2
+    for rate in ("0", "nan", "-360"):
+        wrong = run("record", "--port", "p", "--out", "x.csv", f"--plain-rate={rate}")
+        assert wrong.returncode == 2 and wrong.stderr.startswith("ecg: error: --plain-rate")
     assert run("record", "--list").returncode == 0
     bad = run("simulate", "--record", str(tmp_path / "none"), "--port-link", str(tmp_path / "l"))
     assert bad.returncode == 2 and "Traceback" not in bad.stderr
@@ -283,7 +287,9 @@ def test_a_port_that_does_not_speak_the_protocol_is_refused(tmp_path):
     thread = threading.Thread(target=talk, daemon=True)
     thread.start()
     try:
-        with pytest.raises(EcgError, match="bytes arrived but no valid header"):
+        # The refusal says what to do about bare numbers, and how fast they came.
+        with pytest.raises(EcgError, match=r"bare numbers \(about \d+ lines/s arrived\).*"
+                           r"--plain-rate"):
             record(os.ttyname(slave), out, header_timeout_s=1.0, reconnect=False)
     finally:
         stop.set()
@@ -291,3 +297,61 @@ def test_a_port_that_does_not_speak_the_protocol_is_refused(tmp_path):
         os.close(master)
         os.close(slave)
     assert not out.exists()
+
+
+def test_a_plain_stream_is_recorded_at_the_rate_given(tmp_path):
+    # What SparkFun's AD8232 example sketch prints: analogRead values, "!" while an
+    # electrode is off; plus a line of noise, and a blank line.
+    values = (512 + 200 * np.sin(np.arange(600) / 20)).astype(int)
+    lines = [f"{v}\r\n".encode() for v in values]
+    off = set(range(100, 110))
+    for i in off:
+        lines[i] = b"!\r\n"
+    lines[300] = b"hello\r\n"
+    lines.insert(200, b"\r\n")
+    master, slave = os.openpty()
+    out = tmp_path / "plain.csv"
+
+    def talk():
+        time.sleep(0.5)  # the recorder has opened the port: nothing is sent into the void
+        for k in range(0, len(lines), 25):
+            os.write(master, b"".join(lines[k : k + 25]))
+            time.sleep(0.02)
+
+    thread = threading.Thread(target=talk, daemon=True)
+    thread.start()
+    try:
+        summary = record(os.ttyname(slave), out, duration_s=2.0, plain_fs=250,
+                         reconnect=False, header_timeout_s=5)
+    finally:
+        thread.join(10)
+        os.close(master)
+        os.close(slave)
+    meta, data = read_csv(out)
+    assert meta["fs_hz"] == "250" and meta["device"] == "plain-serial-stream"
+    assert summary.stop_reason == "duration reached (2 s)" and summary.garbled_lines == 1
+    # Every line is the next sample: 500 samples, the noise line dropped (values after it
+    # move one place earlier: a plain stream cannot know better), no gap claimed.
+    kept = [v for i, v in enumerate(values) if i != 300]
+    assert np.array_equal(data[:, 0], np.arange(500)) and not summary.gaps
+    assert set(np.flatnonzero(data[:, 3])) == off and summary.leads_off_samples == 10
+    on = np.setdiff1d(np.arange(500), list(off))
+    assert np.array_equal(data[on, 2], np.array(kept[:500])[on])
+    rec = read(out)
+    assert rec.fs == 250 and rec.n_samples == 500
+    assert np.isnan(rec.signal[list(off), 0]).all() and not np.isnan(rec.signal[on, 0]).any()
+
+
+def test_a_plain_stream_after_an_outage_has_an_estimated_gap():
+    from acquisition.recorder import PlainStreamDecoder, RecordingSummary
+
+    summary = RecordingSummary(path="x.csv", port="p")
+    opened = []
+    decoder = PlainStreamDecoder(summary, opened.append, fs=100)
+    assert decoder.feed(b"1\n2\n3", now=0.0) == [(0, 1, 0), (1, 2, 0)]
+    assert opened[0].fs == 100
+    decoder.outage()  # the partial "3" is lost with the port
+    assert decoder.feed(b"4\n", now=2.0) == [(201, 4, 0)]
+    assert [(g.first, g.count, g.estimated) for g in summary.gaps] == [(2, 199, True)]
+    with pytest.raises(EcgError, match="positive number of Hz"):
+        PlainStreamDecoder(summary, opened.append, fs=float("nan"))

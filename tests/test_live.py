@@ -429,3 +429,52 @@ def test_a_port_that_vanishes_mid_stream_ends_the_session_with_its_file(tmp_path
     assert "disappeared after" in stats["vanished"] and "within 1 s" in stats["vanished"]
     assert stats["n_beats"] >= 2
     assert live.stop() is not None and live.saved_path() is not None
+
+
+def test_a_board_printing_bare_values_streams_live_at_the_rate_given(tmp_path, classifiers):
+    # The AD8232 example sketches print `analogRead` values, one per line, nothing else:
+    # here 12 s of record 100 so printed, in real time, into a real pty.
+    import os
+
+    mv = wfdb.rdrecord(str(MITDB / "100"), sampto=12 * FS, channels=[0]).p_signal[:, 0]
+    counts = np.clip(np.round(512 + 200 * mv), 0, 1023).astype(int)
+    master, slave = os.openpty()
+    stop = threading.Event()
+
+    def board():
+        time.sleep(0.5)  # the port is open: nothing is printed into the void
+        for k in range(0, counts.size, FS // 10):
+            if stop.is_set():
+                return
+            os.write(master, b"".join(b"%d\r\n" % v for v in counts[k : k + FS // 10]))
+            time.sleep(0.1)
+
+    thread = threading.Thread(target=board, daemon=True)
+    live = LiveSession(tmp_path, classifiers=classifiers)
+    try:
+        live.start_port(os.ttyname(slave), baud=9600, plain_fs=FS)
+        thread.start()
+        thread.join(30)
+        time.sleep(3.0)  # the last beats settle
+        stats = live.stats()
+        beats = live.beats()
+    finally:
+        stop.set()
+        live.stop()
+        os.close(master)
+        os.close(slave)
+    assert stats["error"] is None, stats
+    assert any("plain stream" in m and "360 Hz" in m for m in stats["messages"])
+    settings = LiveSettings()
+    settled = stats["n_samples"] - int((settings.min_settle_s + settings.max_wait_s) * FS)
+    ref, _ = reference("100", 0.0, settled)
+    test = np.array([b.sample for b in beats if b.sample < settled])
+    match = match_beats(ref, test, MATCH_TOLERANCE_S * FS)
+    print(f"\nplain stream: {stats['signal_s']:.1f} s, {len(beats)} beats, {ref.size} "
+          f"reference; Se {match.sensitivity:.3f} PPV {match.ppv:.3f}; heart rate "
+          f"{stats['heart_rate_bpm']}; {''.join(b.aami for b in beats)}")
+    assert stats["signal_s"] > 10.0 and ref.size >= 10
+    assert match.sensitivity >= 0.95 and match.ppv >= 0.95
+    assert 65 <= stats["heart_rate_bpm"] <= 85
+    assert sum(b.aami == "N" for b in beats) >= 0.9 * len(beats)
+    assert live.saved_path() is not None

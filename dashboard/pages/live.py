@@ -23,6 +23,7 @@ import dash_bootstrap_components as dbc
 from dash import Input, Output, Patch, State, callback, ctx, dcc, html
 from flask import current_app
 
+from acquisition.protocol import BAUD_CHOICES, DEFAULT_BAUD
 from dashboard import context
 from dashboard.components.figures import (
     BINARY_COLOURS,
@@ -186,6 +187,27 @@ def layout(**_query) -> html.Div:
                         ],
                         md=4, id="live-faults-col",
                     ),
+                    dbc.Col(
+                        [
+                            dbc.Label("Speed (baud)", html_for="live-baud"),
+                            dcc.Dropdown(id="live-baud", value=DEFAULT_BAUD, clearable=False,
+                                         options=[{"label": f"{b}" + (" (ecg_ad8232 sketch)"
+                                                                      if b == DEFAULT_BAUD
+                                                                      else ""), "value": b}
+                                                  for b in BAUD_CHOICES]),
+                        ],
+                        md=2, id="live-baud-col", style={"display": "none"},
+                    ),
+                    dbc.Col(
+                        [
+                            dbc.Label("Plain stream rate (Hz)", html_for="live-plain-fs"),
+                            dbc.Input(id="live-plain-fs", type="number", min=1, max=100000,
+                                      step="any", placeholder="ecg_ad8232 protocol"),
+                            dbc.FormText("only for a sketch that prints bare values, one "
+                                         "per line (the AD8232 examples): their rate"),
+                        ],
+                        md=3, id="live-plain-col", style={"display": "none"},
+                    ),
                 ],
                 className="mb-2",
             ),
@@ -260,12 +282,16 @@ def _source_options() -> list[dict]:
     Output("live-record-col", "style"),
     Output("live-start-col", "style"),
     Output("live-faults-col", "style"),
+    Output("live-baud-col", "style"),
+    Output("live-plain-col", "style"),
     Input("live-source", "value"),
 )
-def simulator_options(source):
-    """The record, start and faults choices only matter to the simulator."""
-    shown = {} if source == SIMULATOR else {"display": "none"}
-    return shown, shown, shown
+def source_options(source):
+    """The record, start and faults choices only matter to the simulator; the speed and
+    the plain stream's rate only to a serial port."""
+    shown, hidden = {}, {"display": "none"}
+    simulator = source == SIMULATOR
+    return (*[shown if simulator else hidden] * 3, *[hidden if simulator else shown] * 2)
 
 
 @callback(
@@ -277,10 +303,12 @@ def simulator_options(source):
     State("live-record", "value"),
     State("live-start-s", "value"),
     State("live-faults", "value"),
+    State("live-baud", "value"),
+    State("live-plain-fs", "value"),
     State("session-id", "data"),
     prevent_initial_call=True,
 )
-def start_stop(_start, _stop, source, record, start_s, faults, session_id):
+def start_stop(_start, _stop, source, record, start_s, faults, baud, plain_fs, session_id):
     """Start a stream (replacing this session's previous one) or stop it."""
     live_hub = hub()
     if ctx.triggered_id == "live-stop":
@@ -310,7 +338,14 @@ def start_stop(_start, _stop, source, record, start_s, faults, session_id):
             if source not in {option["value"] for option in _source_options()}:
                 raise LiveError(f"{source} is not a serial port of this computer (any more): "
                                 "list the ports again")
-            live.start_port(str(source))
+            if baud not in BAUD_CHOICES:
+                speeds = ", ".join(map(str, BAUD_CHOICES))
+                raise LiveError(f"choose a serial speed among {speeds}")
+            if plain_fs is not None and not 0 < float(plain_fs) <= 100_000:
+                raise LiveError("the plain stream's rate must be in Hz, above 0 and at most "
+                                "100000 (leave it empty for the ecg_ad8232 sketch)")
+            live.start_port(str(source), baud=int(baud),
+                            plain_fs=None if plain_fs is None else float(plain_fs))
 
     try:
         live_hub.start(session_id, begin)

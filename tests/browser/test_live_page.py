@@ -3,14 +3,21 @@
 The app runs as ``ecg serve`` does by default (gunicorn, several worker processes: the
 stream runs in one, the polls reach any); the chromium fixtures are those of
 ``tests/browser/conftest.py``. The simulator plays MIT-BIH 119 (N and V beats) at real
-speed through a pseudo-terminal.
+speed through a pseudo-terminal. A second pseudo-terminal stands for a board running an
+AD8232 example sketch (bare values, one per line), offered to the page as a serial port.
 """
 
 from __future__ import annotations
 
+import contextlib
+import os
 import re
+import threading
+import time
 
+import numpy as np
 import pytest
+import wfdb
 from conftest import MITDB
 from dash_client import Served, children_of
 
@@ -18,11 +25,21 @@ pytestmark = pytest.mark.browser
 
 
 @pytest.fixture(scope="module")
-def app_url(tmp_path_factory):
+def plain_board():
+    """A pseudo-terminal for a board printing bare values: (master fd, the port's path)."""
+    master, slave = os.openpty()
+    os.set_blocking(master, False)  # nobody reading: lines are lost, as on a real board
+    yield master, os.ttyname(slave)
+    os.close(master)
+    os.close(slave)
+
+
+@pytest.fixture(scope="module")
+def app_url(tmp_path_factory, plain_board):
     """``ecg serve`` with its default workers and threads, on a free local port."""
     served = Served(tmp_path_factory.mktemp("live-serve"), [],
                     {"ECG_MITDB_DIR": str(MITDB), "ECG_SERVE_WORKERS": "",
-                     "ECG_SERVE_THREADS": ""})
+                     "ECG_SERVE_THREADS": "", "ECG_LIVE_PORTS": plain_board[1]})
     try:
         assert len(children_of(served.process.pid)) >= 2, served.log()
         yield served.base
@@ -119,3 +136,55 @@ def test_simulated_beats_arrive_labelled_then_stop_opens_the_saved_record(web, n
     other.page.wait_for_function(
         "() => document.querySelector('#rec-alerts')?.textContent.includes('not available')"
     )
+
+
+def choose(web, dropdown: str, text: str) -> None:
+    """Open a dcc.Dropdown and click its option whose label holds ``text``."""
+    web.page.click(dropdown)
+    web.page.locator(".dash-dropdown-content [role=option]", has_text=text).first.click()
+
+
+def test_a_board_printing_bare_values_streams_at_the_rate_given(web, plain_board):
+    master, port = plain_board
+    mv = wfdb.rdrecord(str(MITDB / "100"), sampto=60 * 360, channels=[0]).p_signal[:, 0]
+    counts = np.clip(np.round(512 + 200 * mv), 0, 1023).astype(int)
+    stop = threading.Event()
+
+    def board():
+        # analogRead values at 360 Hz in real time, as `Serial.println` sends them.
+        k = 0
+        while not stop.is_set() and k < counts.size:
+            with contextlib.suppress(BlockingIOError):
+                os.write(master, b"".join(b"%d\r\n" % v for v in counts[k : k + 36]))
+            k += 36
+            time.sleep(0.1)
+
+    web.goto("/live")
+    web.page.wait_for_selector("#live-start")
+    choose(web, "#live-source", port)
+    web.page.wait_for_selector("#live-plain-fs", state="visible")
+    choose(web, "#live-baud", "9600")
+    web.page.fill("#live-plain-fs", "360")
+    thread = threading.Thread(target=board, daemon=True)
+    thread.start()
+    try:
+        web.page.click("#live-start")
+        try:
+            web.page.wait_for_function(f"() => ({N_BEATS})() >= {BEATS_WANTED}",
+                                       timeout=240_000)
+        except Exception:
+            web.shot("live-plain-no-beats")
+            raise AssertionError(f"no beats: {status(web)}") from None
+        messages = web.page.inner_text("#live-messages")
+        assert "plain stream" in messages and "360 Hz" in messages, messages
+        assert "9600 baud" in messages, messages
+        rows = web.page.locator("#live-beats-table .live-beat-row")
+        assert re.fullmatch(r"[NSVFQ] \(\d+%\)", rows.nth(0).locator("td").nth(1).inner_text())
+        assert "bpm" in web.page.inner_text("#live-hr")
+        web.shot("live-plain-running")
+        web.page.click("#live-stop")
+        web.page.wait_for_selector("#live-open", timeout=30_000)
+        web.check_clean()
+    finally:
+        stop.set()
+        thread.join(5)
