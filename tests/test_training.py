@@ -284,3 +284,19 @@ def test_a_logit_shift_in_the_model_rescales_its_class_probabilities(tmp_path):
     assert (after[:, 1] > before[:, 1]).all() and (after[:, 2] < before[:, 2]).all()
     with pytest.raises(ValueError, match="5 classes"):
         shift_logits(model, (1.0, 2.0))
+
+
+def test_the_prematurity_rule_tried_fires_only_on_early_regular_conducted_n_beats():
+    from training.experiments import prematurity_rule_mask
+
+    labels = np.array(["N", "N", "N", "S", "N"])
+    pre = np.array([0.5, 0.5, 0.9, 0.5, 0.5])
+    irregularity = np.array([0.02, 0.3, 0.02, 0.02, 0.02])
+    corr = np.array([0.95, 0.95, 0.95, 0.95, 0.5])
+    assert prematurity_rule_mask(labels, pre, irregularity, corr, 0.65, 0.05, 0.92).tolist() == [
+        True, False, False, False, False]
+    assert prematurity_rule_mask(labels, pre, irregularity, corr, 0.65, 0.05, None).tolist() == [
+        True, False, False, False, True]
+    assert prematurity_rule_mask(labels, pre, irregularity, corr, 0.65, None, 0.92).tolist() == [
+        True, True, False, False, False]
+    assert not prematurity_rule_mask(labels, pre, irregularity, corr, None, 0.05, 0.92).any()
