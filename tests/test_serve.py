@@ -135,7 +135,8 @@ def live_click(client, session: str, button: str, source: str = "simulator",
     status, answer = client.call(
         "live-control.children",
         {f"{button}.n_clicks": 1, "live-source.value": source, "live-record.value": record,
-         "live-start-s.value": 0, "live-faults.value": [], "session-id.data": session},
+         "live-start-s.value": 0, "live-faults.value": [], "live-baud.value": 115200,
+         "live-plain-fs.value": None, "session-id.data": session},
         [f"{button}.n_clicks"],
     )
     assert status == 200, answer
