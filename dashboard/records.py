@@ -152,8 +152,9 @@ class RecordPreparer:
         self._locks: dict[str, threading.Lock] = {}
         self._guard = threading.Lock()
 
-    def get(self, key: str, record_id: str, load) -> PreparedRecord:
-        """The prepared record under ``key``, preparing it with ``load()`` -> Recording."""
+    def get(self, key: str, record_id: str, load, lead: str | None = None) -> PreparedRecord:
+        """The prepared record under ``key``, preparing it with ``load()`` -> Recording,
+        analysed on ``lead`` (None: the default lead)."""
         found = self._memory.get(key)
         if found is not None:
             return found
@@ -162,7 +163,7 @@ class RecordPreparer:
         with lock:
             found = self._memory.get(key)
             if found is None:
-                found = prepare(record_id, load())
+                found = prepare(record_id, load(), lead)
                 self._memory.put(key, found)
         return found
 
@@ -171,8 +172,10 @@ class RecordPreparer:
         return self._memory.get(key)
 
 
-def get_prepared(record_id: str, session_id: str | None) -> PreparedRecord:
-    """The prepared record for this browser session, from inside a Dash callback.
+def get_prepared(record_id: str, session_id: str | None,
+                 lead: str | None = None) -> PreparedRecord:
+    """The prepared record for this browser session, from inside a Dash callback, analysed
+    on ``lead`` (a lead name; None: :func:`ecgcore.recording.preferred_lead`).
 
     Raises
     ------
@@ -183,9 +186,12 @@ def get_prepared(record_id: str, session_id: str | None) -> PreparedRecord:
 
     cfg = context.config()
     key = f"{session_id}:{record_id}" if is_upload(record_id) else record_id
+    if lead:
+        key = f"{key}#lead={lead}"
     return context.records().get(
         key, record_id,
         lambda: read_record(record_id, session_id, context.sessions(), cfg.records_dir),
+        lead or None,
     )
 
 
@@ -222,7 +228,7 @@ def _classifiers_failure() -> str | None:
     return None
 
 
-def _analyse(recording: Recording) -> tuple[Any, bool, list[str]]:
+def _analyse(recording: Recording, lead: str | None = None) -> tuple[Any, bool, list[str]]:
     from ecgcore.cache import cached_analyze
 
     notices: list[str] = []
@@ -233,18 +239,19 @@ def _analyse(recording: Recording) -> tuple[Any, bool, list[str]]:
         notices.append(f"the beat classifiers are not available yet ({failure}); beats are "
                        "detected and delineated but not classified")
         classify = False
-    analysis, hit = cached_analyze(recording, classify=classify)
+    analysis, hit = cached_analyze(recording, lead, classify=classify)
     return analysis, hit, notices
 
 
-def prepare(record_id: str, recording: Recording) -> PreparedRecord:
-    """Analyse (through the cache) and arrange per beat; leads are conditioned when drawn."""
+def prepare(record_id: str, recording: Recording, lead: str | None = None) -> PreparedRecord:
+    """Analyse ``lead`` (through the cache; None: the default lead) and arrange per beat;
+    leads are conditioned when drawn."""
     title = (recording.meta.get("title") or recording.source) if is_upload(record_id) else (
         f"record {record_id}"
     )
     prepared = PreparedRecord(record_id, str(title), recording)
     try:
-        analysis, hit, notices = _analyse(recording)
+        analysis, hit, notices = _analyse(recording, lead)
     except ImportError as error:
         prepared.analysis_error = f"the analysis is not available yet ({error})"
         return prepared

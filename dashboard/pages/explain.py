@@ -8,6 +8,7 @@ neighbours in time.
 from __future__ import annotations
 
 from typing import Any
+from urllib.parse import quote
 
 import dash
 import dash_bootstrap_components as dbc
@@ -31,11 +32,15 @@ NEIGHBOURS = 3
 MODELS = (("aami", "AAMI five-class model"), ("binary", "binary normal/abnormal model"))
 
 
-def layout(record: str | None = None, beat: str | None = None, **_query) -> html.Div:
-    """The chosen beat's explanation (filled in by :func:`explain`), or a chooser."""
+def layout(record: str | None = None, beat: str | None = None, lead: str | None = None,
+           **_query) -> html.Div:
+    """The chosen beat's explanation (filled in by :func:`explain`), or a chooser.
+
+    ``lead``: the analysed lead of the record view the beat comes from (None: the default).
+    """
     return html.Div([
         html.H2("Explain a beat"),
-        dcc.Store(id="explain-params", data={"record": record, "beat": beat}),
+        dcc.Store(id="explain-params", data={"record": record, "beat": beat, "lead": lead}),
         dbc.Row([
             dbc.Col(dbc.Input(id="explain-record", value=record or "", placeholder="record"),
                     width=2),
@@ -236,7 +241,7 @@ def explain(params, session_id):
     except (TypeError, ValueError):
         return dbc.Alert(f"{beat!r} is not a beat number.", color="warning")
     try:
-        prepared = get_prepared(str(record), session_id)
+        prepared = get_prepared(str(record), session_id, params.get("lead") or None)
     except EcgError as error:
         return dbc.Alert(str(error), color="danger")
     if prepared.analysis is None or not prepared.beats:
@@ -248,8 +253,10 @@ def explain(params, session_id):
                          color="warning")
     from ecgcore.signal import INTERNAL_FS
 
+    back = f"/record/{record}" + (f"?lead={quote(params['lead'])}" if params.get("lead")
+                                  else "")
     header = [
-        html.H4([f"Beat {index} of ", dcc.Link(prepared.title, href=f"/record/{record}"),
+        html.H4([f"Beat {index} of ", dcc.Link(prepared.title, href=back),
                  f" at {format_hms(prepared.beats['time_s'][index])}"]),
         _probability_table(prepared, index),
         dcc.Graph(figure=_neighbours_figure(prepared, index), config={"displayModeBar": False},

@@ -86,14 +86,16 @@ def _button(label: str, id_: str) -> dbc.Button:
                       className="me-1 mb-1")
 
 
-def layout(name: str | None = None, ecg_session: str | None = None, **_query) -> html.Div:
+def layout(name: str | None = None, ecg_session: str | None = None, lead: str | None = None,
+           **_query) -> html.Div:
     """The record view, drawn on the server: the page arrives complete in one response.
 
     ``ecg_session`` is the tab's session id (the app passes it to every page's layout), so
-    uploads open here too. On a first visit the analysis runs before the page is sent;
-    the app's page loader says so meanwhile.
+    uploads open here too. ``lead`` (``?lead=V1``) analyses that lead instead of the
+    default one. On a first visit the analysis runs before the page is sent; the app's
+    page loader says so meanwhile.
     """
-    return _page(name, first_view(name, ecg_session))
+    return _page(name, first_view(name, ecg_session, lead=lead or None))
 
 
 def _page(name: str | None, first: dict[str, Any]) -> html.Div:
@@ -105,6 +107,7 @@ def _page(name: str | None, first: dict[str, Any]) -> html.Div:
             dcc.Store(id="rec-selected"),
             html.H2(first["title"], id="rec-title"),
             html.Div(first["info"], id="rec-info"),
+            html.Div(first["analysed_lead"], id="rec-analysed-lead", className="small mb-1"),
             html.Div(first["alerts"], id="rec-alerts"),
             dbc.Row(
                 [
@@ -329,26 +332,27 @@ def _rhythm_and_hrv(rhythm: dict[str, Any], hrv: dict[str, Any]) -> list[Any]:
 
 EMPTY_FIGURE: dict[str, Any] = {"data": [], "layout": {}}
 FIRST_VIEW_KEYS = ("info", "alerts", "lead_options", "leads", "summary", "trend", "ready",
-                   "title", "wave", "view", "beats", "page", "page_label")
+                   "title", "wave", "view", "beats", "page", "page_label", "analysed_lead")
 
 
 def first_view(
-    record_id: str | None, session_id: str | None, layers: list[str] | None = None
+    record_id: str | None, session_id: str | None, layers: list[str] | None = None,
+    lead: str | None = None,
 ) -> dict[str, Any]:
     """Everything the record view shows when it opens, keyed by :data:`FIRST_VIEW_KEYS`.
 
     Reads and analyses the record through the cache (:func:`get_prepared`); a record that
     cannot be opened gives an alert and empty figures. ``layers``: the waveform's layers
-    (default :data:`DEFAULT_LAYERS`).
+    (default :data:`DEFAULT_LAYERS`); ``lead``: the lead to analyse (None: the default).
     """
     empty = {"info": "", "alerts": [], "lead_options": [], "leads": [], "summary": "",
              "trend": EMPTY_FIGURE, "ready": None, "wave": EMPTY_FIGURE, "view": None,
-             "beats": "", "page": 0, "page_label": "",
+             "beats": "", "page": 0, "page_label": "", "analysed_lead": "",
              "title": f"Record {record_id}" if record_id else "Record"}
     if not record_id:
         return {**empty, "alerts": [_alert("No record given.", "danger")]}
     try:
-        prepared = get_prepared(record_id, session_id)
+        prepared = get_prepared(record_id, session_id, lead)
     except EcgError as error:
         return {**empty, "alerts": [_alert(str(error), "danger")]}
     alerts = [_alert(n) for n in prepared.notices]
@@ -358,15 +362,16 @@ def first_view(
     view = clamp_view(0.0, cfg.initial_span_s, prepared.duration_s)
     leads = [prepared.lead_used]
     layers = list(DEFAULT_LAYERS if layers is None else layers)
-    table, page, label = _table_page(prepared, record_id, 0, "all")
+    table, page, label = _table_page(prepared, record_id, 0, "all", lead)
     return {
         "info": _info(prepared), "alerts": alerts,
         "lead_options": [{"label": name, "value": i}
                          for i, name in enumerate(prepared.recording.leads)],
         "leads": leads, "summary": _summary(prepared),
         "trend": trend_figure(prepared, view),
-        "ready": {"id": record_id, "duration": prepared.duration_s,
+        "ready": {"id": record_id, "lead": lead, "duration": prepared.duration_s,
                   "n_beats": int(prepared.beats["sample"].size) if prepared.beats else 0},
+        "analysed_lead": _analysed_lead(prepared, record_id),
         "title": prepared.title if is_upload(record_id) else f"Record {record_id}",
         "wave": waveform_figure(prepared, view, leads, layers, points=cfg.points_per_view,
                                 detail_span_s=cfg.detail_span_s),
@@ -389,6 +394,7 @@ def first_view(
     Output("rec-beats", "children"),
     Output("rec-beats-page", "data"),
     Output("rec-beats-page-label", "children"),
+    Output("rec-analysed-lead", "children"),
     Input("rec-id", "data"),
     State("session-id", "data"),
     State("rec-layers", "value"),
@@ -488,7 +494,7 @@ def _redraw(relayout, click, trend_click, leads, layers, drawn, selected, ready,
     if not ready:
         return dash.no_update, dash.no_update, dash.no_update, "", dash.no_update
     try:
-        prepared = get_prepared(ready["id"], session_id)
+        prepared = get_prepared(ready["id"], session_id, ready.get("lead"))
     except EcgError as error:
         return dash.no_update, dash.no_update, dash.no_update, str(error), dash.no_update
     cfg = context.config()
@@ -596,7 +602,8 @@ def explain_link(selected, ready):
 def _explain_link(selected: int | None, ready: dict | None):
     if selected is None or not ready:
         return html.Span("click a beat label to select it", className="text-muted small")
-    href = f"/explain?record={quote(ready['id'])}&beat={int(selected)}"
+    href = (f"/explain?record={quote(ready['id'])}&beat={int(selected)}"
+            + _lead_query(ready.get("lead")))
     return dcc.Link(f"Explain beat {selected} →", href=href, id="rec-explain-a")
 
 
@@ -617,7 +624,7 @@ def beat_table(_prev, _next, which, page, ready, session_id):
     if not ready:
         return dash.no_update, dash.no_update, dash.no_update
     try:
-        prepared = get_prepared(ready["id"], session_id)
+        prepared = get_prepared(ready["id"], session_id, ready.get("lead"))
     except EcgError as error:
         return str(error), 0, ""
     page = int(page or 0)
@@ -627,7 +634,7 @@ def beat_table(_prev, _next, which, page, ready, session_id):
         page += 1
     else:
         page = 0
-    return _table_page(prepared, ready["id"], page, which)
+    return _table_page(prepared, ready["id"], page, which, ready.get("lead"))
 
 
 TABLE_COLUMNS = ("#", "time", "RR (ms)", "AAMI", "AAMI probabilities", "binary (p abnormal)",
@@ -657,7 +664,33 @@ def _rule_suffix(beats: dict[str, Any], i: int) -> str:
     return f" ({beats['network_aami'][i]} by the network; {' and '.join(why)})"
 
 
-def _table_page(prepared: PreparedRecord, record_id: str, page: int, which: str):
+def _lead_query(lead: str | None) -> str:
+    """The ``&lead=`` part of a link to the same analysis (nothing for the default lead)."""
+    return f"&lead={quote(lead)}" if lead else ""
+
+
+def _analysed_lead(prepared: PreparedRecord, record_id: str):
+    """Which lead the beats, waves and labels come from, and links to analyse another."""
+    recording, analysis = prepared.recording, prepared.analysis
+    if analysis is None or len(recording.leads) < 2:
+        return ""
+    others = []
+    for name in recording.leads:
+        if name == analysis.lead_used:
+            continue
+        others += [" · " if others else "",
+                   dcc.Link(name, href=f"/record/{quote(record_id)}?lead={quote(name)}",
+                            className="rec-analyse-lead")]
+    return html.Span([
+        html.Span("Analysed lead: ", className="fw-bold"), html.Span(analysis.lead_used),
+        html.Span(" (the models learnt MLII; the other leads are drawn, not analysed) · "
+                  "analyse instead: ", className="text-muted"),
+        *others,
+    ])
+
+
+def _table_page(prepared: PreparedRecord, record_id: str, page: int, which: str,
+                lead: str | None = None):
     """One page of the beat table: the table, the page number and its label."""
     beats = prepared.beats
     if not beats:
@@ -684,7 +717,8 @@ def _table_page(prepared: PreparedRecord, record_id: str, page: int, which: str)
             _binary_cell(beats, i),
             beats["ref"][i],
         ]
-        link = dcc.Link("explain", href=f"/explain?record={quote(record_id)}&beat={i}")
+        link = dcc.Link("explain",
+                        href=f"/explain?record={quote(record_id)}&beat={i}{_lead_query(lead)}")
         rows.append(html.Tr(
             [html.Td(c) for c in cells] + [html.Td(link)],
             id={"type": "beat-row", "index": i}, n_clicks=0,

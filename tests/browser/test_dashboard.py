@@ -106,6 +106,25 @@ def test_record_208_shows_waveform_markers_and_labels(web):
     web.check_clean()
 
 
+def test_another_lead_can_be_analysed(web):
+    # MIT-BIH 114 records V5 first and MLII second: MLII, the models' lead, is analysed.
+    web.goto("/record/114")
+    wait_wave(web)
+    assert "beats on MLII" in web.page.inner_text("#rec-info")
+    chooser = web.page.inner_text("#rec-analysed-lead")
+    assert "Analysed lead: MLII" in chooser and "V5" in chooser
+    web.page.click("#rec-analysed-lead a.rec-analyse-lead")
+    web.page.wait_for_function(
+        "() => document.querySelector('#rec-info')?.textContent.includes('beats on V5')")
+    assert web.page.url.endswith("/record/114?lead=V5")
+    assert "Analysed lead: V5" in web.page.inner_text("#rec-analysed-lead")
+    # The beats' explanations are of this analysis.
+    web.page.wait_for_selector("#rec-beats a[href*='/explain?record=114']")
+    href = web.page.get_attribute("#rec-beats a[href*='/explain?record=114']", "href")
+    assert href.endswith("&lead=V5"), href
+    web.check_clean()
+
+
 def test_record_view_opened_by_its_address_comes_drawn_with_the_layout(web):
     """No routing or loading callback before the figures; light, compressed scripts."""
     requests, responses = [], {}
