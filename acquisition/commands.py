@@ -180,7 +180,12 @@ def simulate_main(argv: list[str]) -> int:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--start", type=float, default=0.0, metavar="S", help="start at S s")
     parser.add_argument("--duration", type=float, metavar="S", help="play S s only")
-    parser.add_argument("--lead", help="lead name or index (default: the first)")
+    parser.add_argument("--lead", help="lead name or index (default: lead II where the "
+                        "recording has it, else the first)")
+    parser.add_argument("--plain", action="store_true",
+                        help="print bare values, one per line, like the AD8232 example "
+                        "sketches (no header, sample numbers or checksums): for "
+                        "`ecg record --plain-rate`")
     parser.add_argument("--truth", metavar="FILE.json",
                         help="write what was sent, dropped and garbled (for tests)")
     args = parser.parse_args(argv)
@@ -197,7 +202,7 @@ def simulate_main(argv: list[str]) -> int:
             args.record, args.port_link, speed=args.speed, noise=args.noise,
             drop_rate=args.drop_rate, garble_rate=args.garble_rate, leads_off=args.leads_off,
             seed=args.seed, duration_s=args.duration, start_s=args.start, lead=args.lead,
-            stop_event=stop, on_message=_note,
+            stop_event=stop, on_message=_note, plain=args.plain,
         )
     except EcgError as error:
         return _error(str(error))

@@ -38,6 +38,7 @@ import numpy as np
 
 from acquisition.protocol import (
     HEADER_EVERY,
+    PLAIN_LEADS_OFF,
     Garbled,
     format_header,
     format_message,
@@ -212,6 +213,7 @@ def simulate(
     reader_timeout_s: float | None = None,
     on_ready=None,
     on_message=None,
+    plain: bool = False,
 ) -> SimulationSummary:
     """Play a recording as a fake board on a pseudo-terminal until it ends or is stopped.
 
@@ -234,7 +236,7 @@ def simulate(
     duration_s, start_s : float
         Which stretch of the recording to play (seconds).
     lead : str or int, optional
-        Lead to play (default the first).
+        Lead to play (default: lead II where the recording has it, else the first).
     stop_event : threading.Event, optional
         Set to stop (the link is removed, the reader sees the port vanish).
     reader_timeout_s : float, optional
@@ -243,6 +245,10 @@ def simulate(
         Called with the slave's device name once the link exists.
     on_message : callable, optional
         Called with human-readable events.
+    plain : bool
+        Print bare values instead of the protocol, as the AD8232 example sketches do: one
+        ``analogRead`` count per line, ``!`` while the leads are off, no header, no sample
+        numbers, no checksum, no end message (``ecg record --plain-rate``).
 
     Returns
     -------
@@ -277,7 +283,7 @@ def simulate(
         if on_ready is not None:
             on_ready(slave_name)
         say(f"fake board on {link_path} -> {slave_name}: {n} samples at {fs:g} Hz x{speed:g}")
-        _serve(master, plan, fs, speed, summary, stop_event, reader_timeout_s, say)
+        _serve(master, plan, fs, speed, summary, stop_event, reader_timeout_s, say, plain)
     finally:
         with contextlib.suppress(OSError):
             if link_path.is_symlink() and os.readlink(link_path) == slave_name:
@@ -286,7 +292,8 @@ def simulate(
     return summary
 
 
-def _serve(master, plan, fs, speed, summary, stop_event, reader_timeout_s, say) -> None:
+def _serve(master, plan, fs, speed, summary, stop_event, reader_timeout_s, say,
+           plain: bool = False) -> None:
     n = len(plan.counts)
     rate = fs * speed
     position = 0
@@ -310,13 +317,14 @@ def _serve(master, plan, fs, speed, summary, stop_event, reader_timeout_s, say) 
         summary.garbled.clear()
         summary.missing.clear()
         say(f"reader connected (session {summary.sessions}); sending from sample {position}")
-        position = _session(master, plan, fs, rate, position, summary, stop_event)
+        position = _session(master, plan, fs, rate, position, summary, stop_event, plain)
         if summary.ended:
             return
         waited_since = time.monotonic()
         if position < n:
             say("reader went away")
-    _send(master, format_message("END", "recording over"), stop_event)
+    if not plain:  # a board printing bare values has no way to say it is done
+        _send(master, format_message("END", "recording over"), stop_event)
     summary.ended = "recording over"
     # Bytes still queued in the pty die with the master: let the reader drain and close.
     deadline = time.monotonic() + 5.0
@@ -324,7 +332,7 @@ def _serve(master, plan, fs, speed, summary, stop_event, reader_timeout_s, say) 
         time.sleep(0.02)
 
 
-def _session(master, plan, fs, rate, position, summary, stop_event) -> int:
+def _session(master, plan, fs, rate, position, summary, stop_event, plain: bool = False) -> int:
     n = len(plan.counts)
     booted = time.monotonic() + BOOT_S
     while time.monotonic() < booted:
@@ -333,7 +341,8 @@ def _session(master, plan, fs, rate, position, summary, stop_event) -> int:
             return position
         time.sleep(CHUNK_S)
     base = position
-    pending = bytearray(format_header(SIM_DEVICE, SIM_FIRMWARE, fs, seq=0))
+    pending = bytearray() if plain else bytearray(format_header(SIM_DEVICE, SIM_FIRMWARE, fs,
+                                                                 seq=0))
     start = time.monotonic()
     while position < n:
         if stop_event is not None and stop_event.is_set():
@@ -345,7 +354,7 @@ def _session(master, plan, fs, rate, position, summary, stop_event) -> int:
         due = min(n, base + int((now - start) * rate) + 1)
         for index in range(position, due):
             seq = index - base
-            if seq and seq % HEADER_EVERY == 0:
+            if seq and seq % HEADER_EVERY == 0 and not plain:
                 pending += format_header(SIM_DEVICE, SIM_FIRMWARE, fs, seq=seq)
             value = plan.counts[index]
             if np.isnan(value):
@@ -354,7 +363,11 @@ def _session(master, plan, fs, rate, position, summary, stop_event) -> int:
             if plan.drop[index]:
                 summary.dropped.append(seq)
                 continue
-            line = format_sample(seq, int(value), plan.leads_off[index])
+            if plain:
+                line = PLAIN_LEADS_OFF + b"\r\n" if plan.leads_off[index] else (
+                    b"%d\r\n" % int(value))
+            else:
+                line = format_sample(seq, int(value), plan.leads_off[index])
             if plan.garble[index]:
                 line = garble_line(line, np.random.default_rng(plan.garble_seed[index]))
                 summary.garbled.append(seq)

@@ -355,3 +355,18 @@ def test_a_plain_stream_after_an_outage_has_an_estimated_gap():
     assert [(g.first, g.count, g.estimated) for g in summary.gaps] == [(2, 199, True)]
     with pytest.raises(EcgError, match="positive number of Hz"):
         PlainStreamDecoder(summary, opened.append, fs=float("nan"))
+
+
+def test_round_trip_of_a_plain_stream_is_sample_exact(tmp_path, reference_counts):
+    # `ecg simulate --plain` prints bare values as the AD8232 example sketches do; recorded
+    # at the rate given, the file holds exactly the record's counts, leads-off as flags.
+    sim, summary, out = run_pair(tmp_path, {"speed": FAST, "duration_s": 30, "plain": True,
+                                            "leads_off": 8.0, "seed": 3},
+                                 {"plain_fs": FS, "duration_s": 25, "header_timeout_s": 20})
+    meta, data = read_csv(out)
+    assert meta["device"] == "plain-serial-stream" and meta["fs_hz"] == "360"
+    assert summary.stop_reason == "duration reached (25 s)" and not summary.gaps
+    assert summary.garbled_lines == 0 and np.array_equal(data[:, 0], np.arange(25 * FS))
+    on = data[:, 3] == 0
+    assert np.array_equal(data[on, 2], reference_counts[: 25 * FS][on])
+    assert 0 < (~on).sum() == summary.leads_off_samples
