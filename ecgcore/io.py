@@ -912,7 +912,8 @@ def _read_one_file(name: str, data: bytes, fs: float | None, *, source: str) -> 
 
 
 def _read_edf(name: str, data: bytes, fs: float | None, *, source: str) -> Recording:
-    """An EDF or EDF+ file, through wfdb's EDF reader (all signals at one rate)."""
+    """An EDF or EDF+ file, through wfdb's EDF reader (signals at several rates:
+    :func:`_read_edf_ecg_rate`)."""
     from wfdb.io.convert.edf import read_edf
 
     if data[:8] != _EDF_MAGIC:
@@ -929,14 +930,71 @@ def _read_edf(name: str, data: bytes, fs: float | None, *, source: str) -> Recor
             raise ReadError(f"{name} could not be read as EDF ({_short(exc)})") from None
     frames = set(np.atleast_1d(record.samps_per_frame).tolist())
     if len(frames) > 1 or record.p_signal is None:
-        raise ReadError(f"the signals of {name} are sampled at different rates; export the "
-                        "ECG signals alone")
+        # A sleep study or a Holter export: the ECG beside slower signals (respiration,
+        # oximetry). wfdb averages every signal down to the slowest rate, so the ECG
+        # leads are read here at their own rate and the others left out.
+        return _read_edf_ecg_rate(name, data, fs, source=source)
     signal = np.asarray(record.p_signal, dtype=np.float64)
     file_fs = float(record.fs) * frames.pop()
     fs_value, origin = _resolve_rate(file_fs, "header", fs, name)
     units = [_signal_unit(str(u)) or str(u) for u in record.units]
     return _finish(signal, fs_value, list(record.sig_name), units, source=source,
                    fmt="edf", fs_origin=origin, meta={"comments": list(record.comments or [])})
+
+
+_ECG_LABEL = re.compile(r"ECG|EKG|^(ML)?(I{1,3}|AV[RLF]|V[1-6])$|LEAD", re.IGNORECASE)
+"""An EDF signal label that names an ECG lead (``ECG II``, ``EKG``, ``V1``, ``Lead I``...)."""
+
+
+def _read_edf_ecg_rate(name: str, data: bytes, fs: float | None, *, source: str) -> Recording:
+    """An EDF file whose signals have different rates: the signals at the rate of its
+    first ECG lead (by label; else of its first signal), the others left out with a note.
+    """
+    try:
+        ns = int(data[252:256])
+        n_records = int(data[236:244])
+        record_s = float(data[244:252])
+        fields: dict[str, list[str]] = {}
+        offset = 256
+        for key, width in (("label", 16), ("transducer", 80), ("unit", 8), ("pmin", 8),
+                           ("pmax", 8), ("dmin", 8), ("dmax", 8), ("prefilter", 80),
+                           ("spr", 8), ("reserved", 32)):
+            fields[key] = [data[offset + i * width: offset + (i + 1) * width]
+                           .decode("latin-1").strip() for i in range(ns)]
+            offset += width * ns
+        spr = [int(v) for v in fields["spr"]]
+        pmin, pmax = (np.array(fields[k], dtype=np.float64) for k in ("pmin", "pmax"))
+        dmin, dmax = (np.array(fields[k], dtype=np.float64) for k in ("dmin", "dmax"))
+    except (ValueError, UnicodeDecodeError):
+        raise ReadError(f"{name} could not be read as EDF (a damaged header)") from None
+    if ns < 1 or record_s <= 0 or min(spr) < 1:
+        raise ReadError(f"{name} could not be read as EDF (a damaged header)")
+    header_bytes = 256 * (ns + 1)
+    record_bytes = 2 * sum(spr)
+    available = (len(data) - header_bytes) // record_bytes
+    n_records = available if n_records < 0 else min(n_records, available)
+    if n_records < 1:
+        raise ReadError(f"{name} holds no data record")
+    digital = np.frombuffer(data, dtype="<i2", count=n_records * sum(spr),
+                            offset=header_bytes).reshape(n_records, sum(spr))
+    signals = [i for i in range(ns) if fields["label"][i] != "EDF Annotations"]
+    rates = {i: spr[i] / record_s for i in signals}
+    ecg = [i for i in signals if _ECG_LABEL.search(fields["label"][i])]
+    rate = rates[(ecg or signals)[0]]
+    kept = [i for i in signals if rates[i] == rate]
+    starts = np.concatenate([[0], np.cumsum(spr)])
+    columns = []
+    for i in kept:
+        gain = (pmax[i] - pmin[i]) / (dmax[i] - dmin[i]) if dmax[i] != dmin[i] else 1.0
+        values = digital[:, starts[i]:starts[i + 1]].astype(np.float64).ravel()
+        columns.append(pmin[i] + (values - dmin[i]) * gain)
+    left = [f"{fields['label'][i]} ({rates[i]:g} Hz)" for i in signals if i not in kept]
+    fs_value, origin = _resolve_rate(rate, "header", fs, name)
+    units = [_signal_unit(fields["unit"][i]) or fields["unit"][i] for i in kept]
+    meta = {"notes": [f"signals at other rates than the ECG's {rate:g} Hz left out: "
+                      + ", ".join(left)]}
+    return _finish(np.stack(columns, axis=1), fs_value, [fields["label"][i] for i in kept],
+                   units, source=source, fmt="edf", fs_origin=origin, meta=meta)
 
 
 def _read_text(name: str, data: bytes, fs: float | None, *, source: str) -> Recording:

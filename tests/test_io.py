@@ -778,3 +778,43 @@ def test_edf_file_and_upload(tmp_path):
         ecgio.read_bytes("broken.edf", data[:300])
     with pytest.raises(ReadError, match="not an EDF file"):
         ecgio.read_bytes("notes.edf", b"1,2,3\n")
+
+
+def edf_bytes(signals: list[np.ndarray], rates: list[int], labels: list[str]) -> bytes:
+    """An EDF+C file of 1-s data records, written field by field as the format says
+    (physical range -5..5 mV over the 16-bit digital range)."""
+    def field(value, width: int) -> bytes:
+        return str(value)[:width].ljust(width).encode("ascii")
+
+    n_records = min(len(x) // r for x, r in zip(signals, rates, strict=True))
+    head = (field(0, 8) + field("X X X X", 80) + field("Startdate 01-JAN-2020 X X X", 80)
+            + field("01.01.20", 8) + field("00.00.00", 8) + field(256 * (len(labels) + 1), 8)
+            + field("EDF+C", 44) + field(n_records, 8) + field(1, 8) + field(len(labels), 4))
+    for values, width in ((labels, 16), ([""] * len(labels), 80), (["mV"] * len(labels), 8),
+                          ([-5] * len(labels), 8), ([5] * len(labels), 8),
+                          ([-32768] * len(labels), 8), ([32767] * len(labels), 8),
+                          ([""] * len(labels), 80), (rates, 8), ([""] * len(labels), 32)):
+        head += b"".join(field(v, width) for v in values)
+    body = b"".join(
+        np.round((x[k * r:(k + 1) * r] + 5) / 10 * 65535 - 32768).astype("<i2").tobytes()
+        for k in range(n_records) for x, r in zip(signals, rates, strict=True))
+    return head + body
+
+
+def test_edf_with_signals_at_several_rates_keeps_the_ecg_rate(tmp_path):
+    # A sleep-study export: two ECG leads at 256 Hz, respiration at 32 Hz.
+    t, slow = np.arange(0, 20, 1 / 256), np.arange(0, 20, 1 / 32)
+    ecg = np.sin(2 * np.pi * 1.2 * t)
+    data = edf_bytes([np.sin(2 * np.pi * 0.3 * slow), ecg, 0.5 * ecg], [32, 256, 256],
+                     ["Resp", "ECG II", "EKG V1"])
+    rec = ecgio.read_bytes("night.edf", data)
+    assert (rec.format, rec.fs, rec.leads) == ("edf", 256.0, ["ECG II", "EKG V1"])
+    np.testing.assert_allclose(rec.signal[:, 0], ecg, atol=1e-3)
+    np.testing.assert_allclose(rec.signal[:, 1], 0.5 * ecg, atol=1e-3)
+    assert rec.meta["notes"] == ["signals at other rates than the ECG's 256 Hz left out: "
+                                 "Resp (32 Hz)"]
+    # No ECG label: the first signal's rate.
+    other = ecgio.read_bytes("x.edf", edf_bytes([ecg, ecg[::8]], [256, 32], ["A", "B"]))
+    assert other.fs == 256.0 and other.leads == ["A"]
+    with pytest.raises(ReadError, match="could not be read as EDF|no data record"):
+        ecgio.read_bytes("empty.edf", data[: 256 * 4])
