@@ -978,6 +978,8 @@ def _read_edf_ecg_rate(name: str, data: bytes, fs: float | None, *, source: str)
     digital = np.frombuffer(data, dtype="<i2", count=n_records * sum(spr),
                             offset=header_bytes).reshape(n_records, sum(spr))
     signals = [i for i in range(ns) if fields["label"][i] != "EDF Annotations"]
+    if not signals:
+        raise ReadError(f"{name} holds annotations only, no signal")
     rates = {i: spr[i] / record_s for i in signals}
     ecg = [i for i in signals if _ECG_LABEL.search(fields["label"][i])]
     rate = rates[(ecg or signals)[0]]
