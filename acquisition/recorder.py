@@ -412,7 +412,6 @@ class StreamDecoder:
         summary.leads_off_samples += sample.leads_off
         summary.leads_off_now = bool(sample.leads_off)
 
-
     def plain_stream_hint(self) -> str | None:
         """If what arrived is mostly bare numbers: how to record them, and their rate."""
         garbled = self.summary.garbled_lines
