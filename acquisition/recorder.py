@@ -35,7 +35,7 @@ import os
 import threading
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -194,6 +194,25 @@ class _CsvSink:
         os.close(self.fd)
 
 
+def _complete_lines(buffer: bytearray, summary: RecordingSummary) -> Iterator[bytes]:
+    """Take the complete lines out of ``buffer`` one by one (without their newline).
+
+    What is left is a partial line; one longer than :data:`MAX_LINE` is noise with no
+    newline: it is thrown away (counted garbled) to wait for the next line start. A caller
+    that stops early leaves the lines not yet taken in ``buffer``.
+    """
+    while True:
+        newline = buffer.find(b"\n")
+        if newline < 0:
+            if len(buffer) > MAX_LINE:
+                summary.garbled_lines += 1
+                buffer.clear()
+            return
+        line = bytes(buffer[:newline])
+        del buffer[: newline + 1]
+        yield line
+
+
 class StreamDecoder:
     """Turn the device's byte stream into unwrapped samples (no I/O: testable alone).
 
@@ -237,16 +256,7 @@ class StreamDecoder:
     def feed(self, data: bytes, now: float) -> list[tuple[int, int, int]]:
         self.buffer += data
         out: list[tuple[int, int, int]] = []
-        while True:
-            newline = self.buffer.find(b"\n")
-            if newline < 0:
-                if len(self.buffer) > MAX_LINE:
-                    # Noise with no newline: throw it away and wait for the next line start.
-                    self.summary.garbled_lines += 1
-                    self.buffer.clear()
-                break
-            line = bytes(self.buffer[:newline])
-            del self.buffer[: newline + 1]
+        for line in _complete_lines(self.buffer, self.summary):
             self._line(line, now, out)
             if self.ended or self.rate_changed:
                 break
@@ -463,15 +473,7 @@ class PlainStreamDecoder:
     def feed(self, data: bytes, now: float) -> list[tuple[int, int, int]]:
         self.buffer += data
         out: list[tuple[int, int, int]] = []
-        while True:
-            newline = self.buffer.find(b"\n")
-            if newline < 0:
-                if len(self.buffer) > MAX_LINE:
-                    self.summary.garbled_lines += 1
-                    self.buffer.clear()
-                break
-            line = bytes(self.buffer[:newline])
-            del self.buffer[: newline + 1]
+        for line in _complete_lines(self.buffer, self.summary):
             self._line(line, now, out)
         return out
 
