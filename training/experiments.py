@@ -291,6 +291,19 @@ def _check_saved(name: str, true: np.ndarray, held) -> None:
         raise SystemExit(f"the saved predictions of {name} are not of the current DS1 beats")
 
 
+def _normal_qrs_correlation(held, probs: np.ndarray) -> np.ndarray:
+    """Each held-out beat's :func:`ecgcore.beats.normal_qrs_correlation` with the beats of
+    its own record that the fold's network (``probs``) called N, as ``ecg analyze`` does."""
+    from ecgcore.beats import normal_qrs_correlation
+
+    corr = np.full(len(held), np.nan)
+    network_n = np.argmax(probs, axis=1) == 0
+    for record in np.unique(held.record):
+        mine = held.record == record
+        corr[mine] = normal_qrs_correlation(held.waveforms[mine], network_n[mine])
+    return corr
+
+
 def morphology_grid(name: str) -> dict:
     """Score the morphology rule (:func:`ecgcore.analysis.morphology_rule_mask`) for every
     pair of :data:`MORPHOLOGY_V_THRESHOLDS` and :data:`MORPHOLOGY_S_THRESHOLDS` on the
@@ -300,7 +313,6 @@ def morphology_grid(name: str) -> dict:
     network called N, as ``ecg analyze`` does. The choice: :data:`MORPHOLOGY_RULE`.
     """
     from ecgcore.analysis import morphology_rule_mask, overruled_labels
-    from ecgcore.beats import normal_qrs_correlation
 
     runs = _saved_cv_predictions(name)
     held = _held_out_ds1()
@@ -308,11 +320,7 @@ def morphology_grid(name: str) -> dict:
     for _, run in runs:
         true, probs = run["true"], run["probs"]
         _check_saved(name, true, held)
-        corr = np.full(true.size, np.nan)
-        network_n = np.argmax(probs, axis=1) == 0
-        for record in np.unique(held.record):
-            mine = held.record == record
-            corr[mine] = normal_qrs_correlation(held.waveforms[mine], network_n[mine])
+        corr = _normal_qrs_correlation(held, probs)
         for v in MORPHOLOGY_V_THRESHOLDS:
             for s_th in MORPHOLOGY_S_THRESHOLDS:
                 mask = morphology_rule_mask(probs, corr, v, s_th)
@@ -379,7 +387,6 @@ def prematurity_grid(name: str) -> dict:
     import itertools
 
     from ecgcore.analysis import morphology_rule_mask, overruled_labels
-    from ecgcore.beats import normal_qrs_correlation
     from training.dataset import patient_folds
 
     runs = _saved_cv_predictions(name)
@@ -398,11 +405,7 @@ def prematurity_grid(name: str) -> dict:
     for _, run in runs:
         true, probs = run["true"], run["probs"]
         _check_saved(name, true, held)
-        corr = np.full(true.size, np.nan)
-        network_n = np.argmax(probs, axis=1) == 0
-        for record in np.unique(held.record):
-            mine = held.record == record
-            corr[mine] = normal_qrs_correlation(held.waveforms[mine], network_n[mine])
+        corr = _normal_qrs_correlation(held, probs)
         shaped = overruled_labels(probs, morphology_rule_mask(probs, corr))
         preds = {}
         for setting in settings:
