@@ -66,6 +66,20 @@ def reference(record: str, start_s: float, n_samples: int) -> tuple[np.ndarray, 
     return pos[inside] - first, cls[inside]
 
 
+def settled_match(record: str, stats: dict, beats: list):
+    """The stream's reference beats, its settled beats and their match (150 ms).
+
+    A beat is labelled once its R peak has settled (its window is whole): the stream's
+    last fraction of a second is not yet labelled when it stops, and is left out.
+    Returns ``(ref, ref_cls, test, match)``.
+    """
+    settings = LiveSettings()
+    settled = stats["n_samples"] - int((settings.min_settle_s + settings.max_wait_s) * FS)
+    ref, ref_cls = reference(record, 0.0, settled)
+    test = np.array([b.sample for b in beats if b.sample < settled])
+    return ref, ref_cls, test, match_beats(ref, test, MATCH_TOLERANCE_S * FS)
+
+
 @pytest.fixture(scope="module")
 def run_119(tmp_path_factory, classifiers):
     """12 s of record 119 (N and V beats), polled like the page does."""
@@ -84,13 +98,7 @@ def test_beats_arrive_and_match_the_reference(run_119):
     live, _ = run_119
     stats = live.stats()
     beats = live.beats()
-    # A beat is labelled once its R peak has settled (its window is whole): the stream's
-    # last fraction of a second is not yet labelled when it stops.
-    settings = LiveSettings()
-    settled = stats["n_samples"] - int((settings.min_settle_s + settings.max_wait_s) * FS)
-    ref, ref_cls = reference("119", 0.0, settled)
-    test = np.array([b.sample for b in beats if b.sample < settled])
-    match = match_beats(ref, test, MATCH_TOLERANCE_S * FS)
+    ref, ref_cls, test, match = settled_match("119", stats, beats)
     print(f"\n119, {stats['signal_s']:.1f} s live: {len(beats)} beats, {ref.size} reference; "
           f"Se {match.sensitivity:.3f} PPV {match.ppv:.3f}; reference "
           f"{''.join(ref_cls[match.ref_index])} / live {''.join(b.aami for b in beats)}")
@@ -465,11 +473,7 @@ def test_a_board_printing_bare_values_streams_live_at_the_rate_given(tmp_path, c
         os.close(slave)
     assert stats["error"] is None, stats
     assert any("plain stream" in m and "360 Hz" in m for m in stats["messages"])
-    settings = LiveSettings()
-    settled = stats["n_samples"] - int((settings.min_settle_s + settings.max_wait_s) * FS)
-    ref, _ = reference("100", 0.0, settled)
-    test = np.array([b.sample for b in beats if b.sample < settled])
-    match = match_beats(ref, test, MATCH_TOLERANCE_S * FS)
+    ref, _, _, match = settled_match("100", stats, beats)
     print(f"\nplain stream: {stats['signal_s']:.1f} s, {len(beats)} beats, {ref.size} "
           f"reference; Se {match.sensitivity:.3f} PPV {match.ppv:.3f}; heart rate "
           f"{stats['heart_rate_bpm']}; {''.join(b.aami for b in beats)}")
