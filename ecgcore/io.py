@@ -919,6 +919,12 @@ def _read_edf(name: str, data: bytes, fs: float | None, *, source: str) -> Recor
     if data[:8] != _EDF_MAGIC:
         raise ReadError(f"{name} is not an EDF file (its header does not start with "
                         "version 0)")
+    header = _edf_header(data)
+    if header is not None and len(set(header["spr"])) > 1:
+        # A sleep study or a Holter export: the ECG beside slower signals (respiration,
+        # oximetry), or an EDF+ annotation signal. wfdb averages every signal down to the
+        # slowest rate (or fails), so the ECG leads are read here at their own rate.
+        return _read_edf_ecg_rate(name, data, header, fs, source=source)
     with tempfile.TemporaryDirectory() as folder:
         path = Path(folder) / "upload.edf"
         path.write_bytes(data)
@@ -930,10 +936,7 @@ def _read_edf(name: str, data: bytes, fs: float | None, *, source: str) -> Recor
             raise ReadError(f"{name} could not be read as EDF ({_short(exc)})") from None
     frames = set(np.atleast_1d(record.samps_per_frame).tolist())
     if len(frames) > 1 or record.p_signal is None:
-        # A sleep study or a Holter export: the ECG beside slower signals (respiration,
-        # oximetry). wfdb averages every signal down to the slowest rate, so the ECG
-        # leads are read here at their own rate and the others left out.
-        return _read_edf_ecg_rate(name, data, fs, source=source)
+        raise ReadError(f"{name} could not be read as EDF (its signals' rates are unclear)")
     signal = np.asarray(record.p_signal, dtype=np.float64)
     file_fs = float(record.fs) * frames.pop()
     fs_value, origin = _resolve_rate(file_fs, "header", fs, name)
@@ -946,29 +949,40 @@ _ECG_LABEL = re.compile(r"ECG|EKG|^(ML)?(I{1,3}|AV[RLF]|V[1-6])$|LEAD", re.IGNOR
 """An EDF signal label that names an ECG lead (``ECG II``, ``EKG``, ``V1``, ``Lead I``...)."""
 
 
-def _read_edf_ecg_rate(name: str, data: bytes, fs: float | None, *, source: str) -> Recording:
-    """An EDF file whose signals have different rates: the signals at the rate of its
-    first ECG lead (by label; else of its first signal), the others left out with a note.
-    """
+def _edf_header(data: bytes) -> dict | None:
+    """The fields of an EDF header (per signal: ``label``, ``unit``, ``spr`` samples per
+    data record, physical and digital ``pmin``/``pmax``/``dmin``/``dmax``; and ``ns``,
+    ``n_records``, ``record_s``), or None when it is damaged."""
     try:
         ns = int(data[252:256])
-        n_records = int(data[236:244])
-        record_s = float(data[244:252])
-        fields: dict[str, list[str]] = {}
+        out: dict = {"ns": ns, "n_records": int(data[236:244]),
+                     "record_s": float(data[244:252])}
         offset = 256
         for key, width in (("label", 16), ("transducer", 80), ("unit", 8), ("pmin", 8),
                            ("pmax", 8), ("dmin", 8), ("dmax", 8), ("prefilter", 80),
                            ("spr", 8), ("reserved", 32)):
-            fields[key] = [data[offset + i * width: offset + (i + 1) * width]
-                           .decode("latin-1").strip() for i in range(ns)]
+            out[key] = [data[offset + i * width: offset + (i + 1) * width]
+                        .decode("latin-1").strip() for i in range(ns)]
             offset += width * ns
-        spr = [int(v) for v in fields["spr"]]
-        pmin, pmax = (np.array(fields[k], dtype=np.float64) for k in ("pmin", "pmax"))
-        dmin, dmax = (np.array(fields[k], dtype=np.float64) for k in ("dmin", "dmax"))
-    except (ValueError, UnicodeDecodeError):
-        raise ReadError(f"{name} could not be read as EDF (a damaged header)") from None
-    if ns < 1 or record_s <= 0 or min(spr) < 1:
-        raise ReadError(f"{name} could not be read as EDF (a damaged header)")
+        out["spr"] = [int(v) for v in out["spr"]]
+        for key in ("pmin", "pmax", "dmin", "dmax"):
+            out[key] = np.array(out[key], dtype=np.float64)
+    except ValueError:
+        return None
+    if ns < 1 or not out["record_s"] > 0 or min(out["spr"]) < 1:
+        return None
+    return out
+
+
+def _read_edf_ecg_rate(name: str, data: bytes, header: dict, fs: float | None, *,
+                       source: str) -> Recording:
+    """An EDF file whose signals have different rates (``header``: :func:`_edf_header`):
+    the signals at the rate of its first ECG lead (by label; else of its first signal),
+    the others left out with a note.
+    """
+    ns, n_records, record_s = header["ns"], header["n_records"], header["record_s"]
+    spr, labels = header["spr"], header["label"]
+    pmin, pmax, dmin, dmax = (header[k] for k in ("pmin", "pmax", "dmin", "dmax"))
     header_bytes = 256 * (ns + 1)
     record_bytes = 2 * sum(spr)
     available = (len(data) - header_bytes) // record_bytes
@@ -977,11 +991,11 @@ def _read_edf_ecg_rate(name: str, data: bytes, fs: float | None, *, source: str)
         raise ReadError(f"{name} holds no data record")
     digital = np.frombuffer(data, dtype="<i2", count=n_records * sum(spr),
                             offset=header_bytes).reshape(n_records, sum(spr))
-    signals = [i for i in range(ns) if fields["label"][i] != "EDF Annotations"]
+    signals = [i for i in range(ns) if labels[i] != "EDF Annotations"]
     if not signals:
         raise ReadError(f"{name} holds annotations only, no signal")
     rates = {i: spr[i] / record_s for i in signals}
-    ecg = [i for i in signals if _ECG_LABEL.search(fields["label"][i])]
+    ecg = [i for i in signals if _ECG_LABEL.search(labels[i])]
     rate = rates[(ecg or signals)[0]]
     kept = [i for i in signals if rates[i] == rate]
     starts = np.concatenate([[0], np.cumsum(spr)])
@@ -990,12 +1004,12 @@ def _read_edf_ecg_rate(name: str, data: bytes, fs: float | None, *, source: str)
         gain = (pmax[i] - pmin[i]) / (dmax[i] - dmin[i]) if dmax[i] != dmin[i] else 1.0
         values = digital[:, starts[i]:starts[i + 1]].astype(np.float64).ravel()
         columns.append(pmin[i] + (values - dmin[i]) * gain)
-    left = [f"{fields['label'][i]} ({rates[i]:g} Hz)" for i in signals if i not in kept]
+    left = [f"{labels[i]} ({rates[i]:g} Hz)" for i in signals if i not in kept]
     fs_value, origin = _resolve_rate(rate, "header", fs, name)
-    units = [_signal_unit(fields["unit"][i]) or fields["unit"][i] for i in kept]
+    units = [_signal_unit(header["unit"][i]) or header["unit"][i] for i in kept]
     meta = {"notes": [f"signals at other rates than the ECG's {rate:g} Hz left out: "
-                      + ", ".join(left)]}
-    return _finish(np.stack(columns, axis=1), fs_value, [fields["label"][i] for i in kept],
+                      + ", ".join(left)]} if left else {}
+    return _finish(np.stack(columns, axis=1), fs_value, [labels[i] for i in kept],
                    units, source=source, fmt="edf", fs_origin=origin, meta=meta)
 
 
