@@ -13,6 +13,7 @@ import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import numpy as np
 
@@ -105,6 +106,17 @@ class PreparedRecord:
         if self.analysis is None:
             return 0
         return self.recording.lead_index(self.analysis.lead_used)
+
+
+def record_href(record_id: str, lead: str | None = None) -> str:
+    """The record view's address, analysing ``lead`` (None: the default lead)."""
+    return f"/record/{quote(record_id)}" + (f"?lead={quote(lead)}" if lead else "")
+
+
+def explain_href(record_id: str, beat: int, lead: str | None = None) -> str:
+    """The explain page's address for a beat of the analysis of ``lead``."""
+    return (f"/explain?record={quote(record_id)}&beat={int(beat)}"
+            + (f"&lead={quote(lead)}" if lead else ""))
 
 
 def is_upload(record_id: str) -> bool:

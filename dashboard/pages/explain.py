@@ -8,7 +8,6 @@ neighbours in time.
 from __future__ import annotations
 
 from typing import Any
-from urllib.parse import quote
 
 import dash
 import dash_bootstrap_components as dbc
@@ -22,6 +21,7 @@ from dashboard.records import (
     PreparedRecord,
     explanation,
     get_prepared,
+    record_href,
 )
 from ecgcore.errors import EcgError
 
@@ -253,8 +253,7 @@ def explain(params, session_id):
                          color="warning")
     from ecgcore.signal import INTERNAL_FS
 
-    back = f"/record/{record}" + (f"?lead={quote(params['lead'])}" if params.get("lead")
-                                  else "")
+    back = record_href(str(record), params.get("lead") or None)
     header = [
         html.H4([f"Beat {index} of ", dcc.Link(prepared.title, href=back),
                  f" at {format_hms(prepared.beats['time_s'][index])}"]),

@@ -8,7 +8,6 @@ recordings share this page. The heavy part (reading, the cached analysis) runs o
 from __future__ import annotations
 
 from typing import Any
-from urllib.parse import quote
 
 import dash
 import dash_bootstrap_components as dbc
@@ -30,7 +29,13 @@ from dashboard.components.figures import (
     view_shape,
     waveform_figure,
 )
-from dashboard.records import PreparedRecord, get_prepared, is_upload
+from dashboard.records import (
+    PreparedRecord,
+    explain_href,
+    get_prepared,
+    is_upload,
+    record_href,
+)
 from ecgcore.analysis import BINARY_THRESHOLD
 from ecgcore.beats import AAMI_CLASSES
 from ecgcore.errors import EcgError
@@ -602,8 +607,7 @@ def explain_link(selected, ready):
 def _explain_link(selected: int | None, ready: dict | None):
     if selected is None or not ready:
         return html.Span("click a beat label to select it", className="text-muted small")
-    href = (f"/explain?record={quote(ready['id'])}&beat={int(selected)}"
-            + _lead_query(ready.get("lead")))
+    href = explain_href(ready["id"], selected, ready.get("lead"))
     return dcc.Link(f"Explain beat {selected} →", href=href, id="rec-explain-a")
 
 
@@ -664,11 +668,6 @@ def _rule_suffix(beats: dict[str, Any], i: int) -> str:
     return f" ({beats['network_aami'][i]} by the network; {' and '.join(why)})"
 
 
-def _lead_query(lead: str | None) -> str:
-    """The ``&lead=`` part of a link to the same analysis (nothing for the default lead)."""
-    return f"&lead={quote(lead)}" if lead else ""
-
-
 def _analysed_lead(prepared: PreparedRecord, record_id: str):
     """Which lead the beats, waves and labels come from, and links to analyse another."""
     recording, analysis = prepared.recording, prepared.analysis
@@ -679,7 +678,7 @@ def _analysed_lead(prepared: PreparedRecord, record_id: str):
         if name == analysis.lead_used:
             continue
         others += [" · " if others else "",
-                   dcc.Link(name, href=f"/record/{quote(record_id)}?lead={quote(name)}",
+                   dcc.Link(name, href=record_href(record_id, name),
                             className="rec-analyse-lead")]
     return html.Span([
         html.Span("Analysed lead: ", className="fw-bold"), html.Span(analysis.lead_used),
@@ -717,8 +716,7 @@ def _table_page(prepared: PreparedRecord, record_id: str, page: int, which: str,
             _binary_cell(beats, i),
             beats["ref"][i],
         ]
-        link = dcc.Link("explain",
-                        href=f"/explain?record={quote(record_id)}&beat={i}{_lead_query(lead)}")
+        link = dcc.Link("explain", href=explain_href(record_id, i, lead))
         rows.append(html.Tr(
             [html.Td(c) for c in cells] + [html.Td(link)],
             id={"type": "beat-row", "index": i}, n_clicks=0,
