@@ -446,7 +446,10 @@ class PlainStreamDecoder:
     - any other line is counted garbled and dropped. Without sample numbers a lost or
       garbled line cannot be told from a late one: the samples after it move one place
       earlier, which is why the protocol of the ``ecg_ad8232`` sketch is better;
-    - after the port comes back, the gap is estimated from the PC clock.
+    - after the port comes back, the gap is estimated from the PC clock;
+    - the first line after the port opens (or comes back) is skipped: the port opens
+      wherever the board happens to be in its line, and a cut ``512`` read as ``12`` would
+      be a wrong sample nothing could catch (the protocol's checksums catch it).
 
     Same interface as :class:`StreamDecoder`. The first sample opens the file, with a
     :class:`Header` for ``device`` :data:`PLAIN_DEVICE` at the given rate.
@@ -469,17 +472,22 @@ class PlainStreamDecoder:
         self.early_kept = 0
         self.ended = False
         self.rate_changed: float | None = None
+        self.at_line_start = False
 
     def feed(self, data: bytes, now: float) -> list[tuple[int, int, int]]:
         self.buffer += data
         out: list[tuple[int, int, int]] = []
         for line in _complete_lines(self.buffer, self.summary):
-            self._line(line, now, out)
+            if self.at_line_start:
+                self._line(line, now, out)
+            else:
+                self.at_line_start = True  # the line the port opened in may be cut
         return out
 
     def outage(self) -> None:
         """The port went away: the partial line is lost, the next sample is placed by clock."""
         self.buffer.clear()
+        self.at_line_start = False
         if self.header is not None:
             self.after_outage = True
 
