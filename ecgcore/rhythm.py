@@ -43,7 +43,7 @@ from typing import Any
 
 import numpy as np
 
-from ecgcore.beats import nearest_index, p_coherence
+from ecgcore.beats import QRS_WINDOW_S, nearest_index, p_coherence
 
 RHYTHM_NAMES: dict[str, str] = {
     "AFIB": "Atrial fibrillation",
@@ -927,8 +927,10 @@ def _class_runs(
 
 
 def _qrs_windows(x: np.ndarray, positions: np.ndarray, fs: float) -> np.ndarray:
-    """QRS waveforms (-80 to +120 ms around each position), mean removed."""
-    offsets = np.arange(-int(round(0.08 * fs)), int(round(0.12 * fs)) + 1)
+    """QRS waveforms around each position, mean removed: the QRS the morphology rule
+    compares (:data:`ecgcore.beats.QRS_WINDOW_S`), cut from the lead itself."""
+    before, after = QRS_WINDOW_S
+    offsets = np.arange(-int(round(before * fs)), int(round(after * fs)) + 1)
     idx = np.clip(np.asarray(positions, dtype=np.int64)[:, None] + offsets[None, :], 0,
                   x.size - 1)
     w = x[idx]
