@@ -1,16 +1,22 @@
-"""Time `ecg analyze` per 30-minute MIT-BIH record, by stage, against NeuroKit2.
+"""Time `ecg analyze` per 30-minute MIT-BIH record, by stage, against NeuroKit2, and
+on one 24-hour recording.
 
 Runs ``ecg analyze`` over all records in one process (as a user would), reads the stage
 timings from its JSON, and times NeuroKit2's ``ecg_clean`` + ``ecg_peaks`` +
-``ecg_delineate(method="dwt")`` on channel 0 of the same records in the same run.
+``ecg_delineate(method="dwt")`` on channel 0 of the same records in the same run. Then,
+in a fresh process (so that its peak memory is its own), analyses the lead ``ecg analyze``
+reads of all 48 records joined end to end (24 h at 360 Hz, a Holter recording's length),
+classifiers included.
 
-Usage: python bench/analyze_speed.py [--nk-records N] [--classify]
+Usage: python bench/analyze_speed.py [--nk-records N] [--classify] [--no-long]
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import resource
+import subprocess
 import sys
 import tempfile
 import time
@@ -62,13 +68,55 @@ def time_neurokit(path: str) -> float:
     return time.perf_counter() - start
 
 
+def analyze_long_recording() -> dict:
+    """Analyse all records joined into one recording, in this process; print the figures
+    as JSON (run by :func:`time_long_recording` in a process of its own)."""
+    import wfdb
+
+    from ecgcore.analysis import analyze
+    from ecgcore.recording import Recording, preferred_lead
+
+    parts = []
+    for name in mitdb_records():
+        path = str(mitdb_dir() / name)
+        channel = preferred_lead(wfdb.rdheader(path).sig_name)
+        parts.append(wfdb.rdrecord(path, channels=[channel]).p_signal[:, 0])
+    signal = np.concatenate(parts)[:, None]
+    del parts
+    recording = Recording(signal=signal, fs=360.0, leads=["MLII"], units=["mV"],
+                          source="all MIT-BIH records joined")
+    start = time.perf_counter()
+    analysis = analyze(recording)
+    seconds = time.perf_counter() - start
+    return {
+        "hours": recording.duration_s / 3600.0,
+        "beats": analysis.n_beats,
+        "analyze_s": seconds,
+        "stages_s": analysis.timing_s,
+        # Linux reports the peak resident set size in KiB.
+        "peak_rss_gib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20,
+    }
+
+
+def time_long_recording() -> dict:
+    """:func:`analyze_long_recording` in a fresh process."""
+    done = subprocess.run([sys.executable, __file__, "--long-child"], capture_output=True,
+                          text=True, check=True)
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument(
         "--nk-records", type=int, default=8, help="how many records to time NeuroKit2 on (0: all)"
     )
     parser.add_argument("--classify", action="store_true", help="include the classifiers")
+    parser.add_argument("--no-long", action="store_true", help="skip the 24-hour recording")
+    parser.add_argument("--long-child", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.long_child:
+        print(json.dumps(analyze_long_recording()))
+        return
 
     directory = mitdb_dir()
     names = mitdb_records(directory)
@@ -83,6 +131,7 @@ def main() -> None:
     ours_same = np.array([sum(timings[n][s] for s in SIGNAL_STAGES) for n in nk_names])
     nk_same = np.array([nk_times[n] for n in nk_names])
     speedup = float(nk_same.sum() / ours_same.sum())
+    long = None if args.no_long else time_long_recording()
 
     payload = {
         "machine": machine(),
@@ -100,6 +149,7 @@ def main() -> None:
             "speedup": speedup,
         },
         "per_record": timings,
+        "long_recording": long,
         "target": {"signal_stages_s_per_record": 1.0, "speedup_vs_neurokit2": 5.0},
     }
     lines = [
@@ -120,6 +170,17 @@ def main() -> None:
         f"**{speedup:.1f}x faster** (target >= 5x).",
         "",
     ]
+    if long:
+        stages = ", ".join(f"{k} {v:.1f}" for k, v in long["stages_s"].items())
+        lines += [
+            f"**A {long['hours']:.1f}-hour recording** (all {len(names)} records' lead joined "
+            f"end to end, 360 Hz, {long['beats']:,} beats), classifiers included, in a "
+            f"fresh process: `analyze` {long['analyze_s']:.0f} s ({stages} s); peak memory "
+            f"of the process {long['peak_rss_gib']:.1f} GiB. Above "
+            "`ecgcore.delineate.CHUNK_BEATS` beats the delineator works in chunks of that "
+            "many.",
+            "",
+        ]
     write_results("analyze_speed", payload, "\n".join(lines))
 
 

@@ -120,6 +120,13 @@ P_PR_NEED = 3
 # ... in an irregular rhythm: the median RR change from beat to beat over the neighbours
 # exceeds this fraction.
 P_IRREGULAR_RR = 0.08
+# Memory grows with beats times window length (about 40 kB a beat): recordings with more
+# beats than this (a few hours) are delineated in chunks of this many beats, each with
+# CHUNK_CONTEXT_BEATS of its neighbours on both sides for the record-wide medians and
+# the neighbour templates, and CHUNK_MARGIN_S of signal beyond them.
+CHUNK_BEATS = 10_000
+CHUNK_CONTEXT_BEATS = 50
+CHUNK_MARGIN_S = 3.0
 
 
 def _s(seconds: float, fs: float) -> int:
@@ -265,6 +272,8 @@ def ecg_delineate(
             out[name][order] = sub[name]
         return out
     r = r.astype(np.int64)
+    if n > CHUNK_BEATS + 2 * CHUNK_CONTEXT_BEATS:
+        return _delineate_in_chunks(x, r, fs)
     last = x.size - 1
 
     # RR context: the previous and next intervals, the edges borrowing their neighbour.
@@ -504,6 +513,27 @@ def ecg_delineate(
     no_qrs = slope_max < max(NO_QRS_SLOPE * float(np.median(slope_max)), 1e-9)
     for name in DELINEATION_POINTS:
         out[name][no_qrs] = np.nan
+    return out
+
+
+def _delineate_in_chunks(x: np.ndarray, r: np.ndarray, fs: float) -> dict[str, np.ndarray]:
+    """:func:`ecg_delineate` of many sorted beats, :data:`CHUNK_BEATS` at a time.
+
+    Each chunk is delineated with :data:`CHUNK_CONTEXT_BEATS` of its neighbours on each
+    side, on the stretch of signal they span plus :data:`CHUNK_MARGIN_S`, and keeps the
+    results of its own beats: the record-wide medians become medians over some hours,
+    and the templates of the beats at a chunk's edge still have their neighbours.
+    """
+    n = r.size
+    out = {name: np.full(n, np.nan) for name in DELINEATION_POINTS}
+    margin = _s(CHUNK_MARGIN_S, fs)
+    for first in range(0, n, CHUNK_BEATS):
+        stop = min(n, first + CHUNK_BEATS)
+        a, b = max(0, first - CHUNK_CONTEXT_BEATS), min(n, stop + CHUNK_CONTEXT_BEATS)
+        s0, s1 = max(0, int(r[a]) - margin), min(x.size, int(r[b - 1]) + margin + 1)
+        part = ecg_delineate(x[s0:s1], r[a:b] - s0, fs)
+        for name in DELINEATION_POINTS:
+            out[name][first:stop] = part[name][first - a : stop - a] + s0
     return out
 
 
