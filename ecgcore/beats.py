@@ -30,8 +30,9 @@ BINARY_CLASSES = ("normal", "abnormal")
 
 WAVEFORM_CHANNELS = ("beat", "beat_minus_template")
 """Channels of :attr:`BeatInputs.waveforms`: the normalised beat, and the same beat minus
-the recording's median beat (the patient's own usual beat), so a model can see how a beat
-differs from this patient's norm rather than from the training patients'."""
+the median beat of its context (the patient's own usual beat; :data:`CONTEXT_S`), so a
+model can see how a beat differs from this patient's norm rather than from the training
+patients'."""
 
 RR_FEATURE_NAMES = (
     "rr_pre_s",
@@ -83,6 +84,15 @@ QRS_WINDOW_S = (0.08, 0.12)
 """The QRS: this long before and after the R peak."""
 MIN_NORMAL_BEATS = 5
 """Fewer beats called normal than this give no reference QRS."""
+CONTEXT_S = 1800.0
+"""A beat's recording-wide context (the amplitude scale, the median beat, the median RR)
+is taken over about this long: the length of the MIT-BIH records the networks learnt
+from. A recording up to 1.5 times as long is one context (every MIT-BIH record); a longer
+one, a Holter recording, is cut into consecutive stretches of about this length
+(:func:`context_segments`), so that hours of changing posture, electrodes and heart rate
+do not blur the patient's usual beat."""
+MIN_CONTEXT_BEATS = 50
+"""A context stretch with fewer beats (mostly leads-off) takes the whole recording's."""
 
 
 @dataclass(frozen=True)
@@ -172,7 +182,38 @@ def align_rpeaks(
     return clipped + offsets[np.argmax(segments, axis=1)]
 
 
-def beat_windows(x: np.ndarray, rpeaks: np.ndarray) -> np.ndarray:
+def context_segments(rpeaks: np.ndarray, n_samples: int, fs: float) -> np.ndarray:
+    """Per beat, the index of its context stretch (see :data:`CONTEXT_S`).
+
+    All 0 for a recording up to 1.5 * :data:`CONTEXT_S` long; otherwise the recording is
+    cut into ``round(duration / CONTEXT_S)`` stretches of equal length.
+    """
+    rpeaks = np.asarray(rpeaks)
+    duration = n_samples / fs
+    if duration <= 1.5 * CONTEXT_S:
+        return np.zeros(rpeaks.size, dtype=np.int64)
+    count = int(round(duration / CONTEXT_S))
+    edges = n_samples * np.arange(1, count) / count
+    return np.searchsorted(edges, rpeaks, side="right").astype(np.int64)
+
+
+def _per_context(values: np.ndarray, segments: np.ndarray, reduce) -> np.ndarray:
+    """``reduce`` of ``values`` (one row per beat) over each beat's context stretch, one
+    row per beat; stretches with fewer than :data:`MIN_CONTEXT_BEATS` take the whole
+    recording's."""
+    whole = reduce(values)
+    out = np.repeat(np.asarray(whole)[None, ...], values.shape[0], axis=0)
+    if values.shape[0] and segments.max() > 0:
+        for k in np.unique(segments):
+            mine = segments == k
+            if mine.sum() >= MIN_CONTEXT_BEATS:
+                out[mine] = reduce(values[mine])
+    return out
+
+
+def beat_windows(
+    x: np.ndarray, rpeaks: np.ndarray, segments: np.ndarray | None = None
+) -> np.ndarray:
     """Cut a fixed window around each R peak and normalise it.
 
     Parameters
@@ -181,28 +222,33 @@ def beat_windows(x: np.ndarray, rpeaks: np.ndarray) -> np.ndarray:
         The conditioned lead at :data:`INTERNAL_FS`.
     rpeaks : np.ndarray
         R-peak indices at :data:`INTERNAL_FS`.
+    segments : np.ndarray, optional
+        Each beat's context stretch (:func:`context_segments`); by default the
+        recording's length decides.
 
     Returns
     -------
     np.ndarray
         ``(n_beats, WINDOW_LENGTH)`` float32. Each window has its median removed and is
-        divided by the recording's median beat amplitude, so a ventricular beat twice the
-        size of the patient's own normal beats stays twice the size.
+        divided by the median beat amplitude of its context (the recording, or its
+        stretch of a long recording), so a ventricular beat twice the size of the
+        patient's own normal beats stays twice the size.
     """
     x = np.asarray(x, dtype=np.float64)
     rpeaks = np.asarray(rpeaks, dtype=np.int64)
     if rpeaks.size == 0 or x.size == 0:
         return np.zeros((rpeaks.size, WINDOW_LENGTH), dtype=np.float32)
+    if segments is None:
+        segments = context_segments(rpeaks, x.size, INTERNAL_FS)
     padded = np.pad(x, (WINDOW_BEFORE, WINDOW_AFTER), mode="edge")
     offsets = np.arange(-WINDOW_BEFORE, WINDOW_AFTER)
     index = np.clip(rpeaks, 0, x.size - 1)[:, None] + offsets[None, :] + WINDOW_BEFORE
     windows = padded[index]
     windows = windows - np.median(windows, axis=1, keepdims=True)
     amplitude = np.ptp(windows, axis=1)
-    scale = float(np.median(amplitude)) if amplitude.size else 1.0
-    if not np.isfinite(scale) or scale <= 1e-9:
-        scale = 1.0
-    return (windows / scale).astype(np.float32)
+    scale = _per_context(amplitude, segments, lambda a: float(np.median(a)))
+    scale[~np.isfinite(scale) | (scale <= 1e-9)] = 1.0
+    return (windows / scale[:, None]).astype(np.float32)
 
 
 def looks_upside_down(windows: np.ndarray) -> bool:
@@ -392,7 +438,8 @@ def beat_rr_features(
     np.ndarray
         ``(n_beats, len(RR_FEATURE_NAMES))`` float32: previous RR, next RR and the local
         mean RR (the ``LOCAL_RR_BEATS`` intervals around the beat) in seconds; their
-        ratios; the previous, next and local RR over the recording's median RR; and the
+        ratios; the previous, next and local RR over the median RR of the beat's context
+        (the recording, or its stretch of a long one: :data:`CONTEXT_S`); and the
         previous RR over the median of the ``LOCAL_MEDIAN_BEATS`` intervals around the
         beat (a premature beat is short against its neighbours even in a fast rhythm);
         the previous and next RR over the estimated sinus cycle (the ``SINUS_QUANTILE``
@@ -430,7 +477,11 @@ def beat_rr_features(
     irregular = np.concatenate([irregular[:1], irregular])
     pre = np.where(np.isnan(before), local, before)
     post = np.where(np.isnan(after), local, after)
-    record = float(np.median(rr))
+    # The median RR of the beat's context (the recording, or its stretch of a long one);
+    # interval i starts at beat i, and the last beat takes its predecessor's.
+    segments = context_segments(rpeaks, np.asarray(x).size, fs)
+    record = _per_context(rr, segments[:-1], lambda v: float(np.median(v)))
+    record = np.concatenate([record, record[-1:]])
     lo, hi = RATIO_CLIP
     out[:, 0] = pre
     out[:, 1] = post
@@ -481,14 +532,15 @@ def beat_inputs(
     x = np.asarray(x, dtype=np.float64)
     rpeaks = np.asarray(rpeaks, dtype=np.int64)
     aligned = align_rpeaks(x, rpeaks, fs)
-    windows = beat_windows(x, aligned)
+    segments = context_segments(aligned, x.size, fs)
+    windows = beat_windows(x, aligned, segments)
     # Electrodes get swapped, on hobby boards above all: a served lead recorded upside
     # down is turned over, so it is classified as the right way up. The RR features and
-    # the P coherence do not depend on the polarity.
-    template = beat_template(windows)
-    turned_over = turn_upright and _beat_upside_down(template)
+    # the P coherence do not depend on the polarity. One decision for the recording.
+    turned_over = turn_upright and _beat_upside_down(beat_template(windows))
     if turned_over:
-        windows, template = -windows, -template
-    waveforms = np.stack([windows, windows - template[None, :]], axis=-1).astype(np.float32)
+        windows = -windows
+    template = _per_context(windows, segments, beat_template)
+    waveforms = np.stack([windows, windows - template], axis=-1).astype(np.float32)
     rr = beat_rr_features(x, aligned, fs)
     return BeatInputs(waveforms, rr, aligned, turned_over)

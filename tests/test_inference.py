@@ -134,3 +134,42 @@ def test_a_lead_whose_qrs_points_down_by_nature_is_read_as_recorded(mitdb):
     # Record 100 the right way up, and upside down.
     waves = load_record_beats(mitdb, "100")["waveforms"][..., 0]
     assert not looks_upside_down(waves) and looks_upside_down(-waves)
+
+
+def test_a_long_recording_gives_each_beat_the_context_of_its_own_half_hour(mitdb):
+    # A Holter recording is far longer than the 30-minute records the networks learnt
+    # from; its context (amplitude scale, median beat, median RR) is taken per stretch of
+    # about 30 minutes (ecgcore.beats.CONTEXT_S). Three records joined (90 minutes) are
+    # cut at their own joints, so every beat away from a joint gets exactly the inputs it
+    # gets in its own record; one context for the 90 minutes would give 208's beats a
+    # median beat and amplitude taken mostly from 100 and 119.
+    import wfdb
+
+    from ecgcore.beats import context_segments
+    from ecgcore.signal import ecg_condition
+
+    leads, beats, alone = [], [], []
+    offset = 0
+    for name in ("100", "208", "119"):
+        x = ecg_condition(wfdb.rdrecord(str(mitdb / name), channels=[0]).p_signal[:, 0], 360.0)
+        r = wfdb.rdann(str(mitdb / name), "atr").sample
+        r = r[(r > 100) & (r < x.size - 200)]
+        alone.append(beat_inputs(x, r))
+        leads.append(x)
+        beats.append(r + offset)
+        offset += x.size
+    joined_x, joined_r = np.concatenate(leads), np.concatenate(beats)
+    joined = beat_inputs(joined_x, joined_r)
+    segments = context_segments(joined_r, joined_x.size, 360.0)
+    assert np.array_equal(segments, np.repeat([0, 1, 2], [b.size for b in beats]))
+    start = 0
+    for one in alone:
+        n = len(one)
+        # Away from the joints (the local RR and P-wave windows reach 50 beats).
+        inner = slice(60, n - 60)
+        mine = slice(start + 60, start + n - 60)
+        np.testing.assert_array_equal(joined.waveforms[mine], one.waveforms[inner])
+        np.testing.assert_array_equal(joined.rr_features[mine], one.rr_features[inner])
+        start += n
+    # A 30-minute record is one context: the inputs the networks were trained on.
+    assert not context_segments(beats[0], leads[0].size, 360.0).any()
