@@ -50,9 +50,11 @@ def record_main(argv: list[str]) -> int:
     parser.add_argument("--force", action="store_true", help="overwrite an existing file")
     parser.add_argument("--reconnect-timeout", type=float, default=30.0, metavar="S",
                         help="when the port vanishes, try to reopen it this long (0: don't)")
-    parser.add_argument("--plain-rate", type=float, metavar="HZ",
+    parser.add_argument("--plain-rate", metavar="HZ|auto",
                         help="the board prints bare values, one per line (the AD8232 example "
-                        "sketches), at this sampling rate: record them without sample numbers")
+                        "sketches), at this sampling rate, or 'auto': at the rate they "
+                        "arrive, measured over the first 5 s; record them without sample "
+                        "numbers")
     parser.add_argument("--quiet", action="store_true", help="no progress line")
     args = parser.parse_args(argv)
 
@@ -69,8 +71,15 @@ def record_main(argv: list[str]) -> int:
         return _error("ecg record needs --port PORT and --out FILE.csv (or --list)")
     if args.duration is not None and args.duration <= 0:
         return _error("--duration must be positive")
-    if args.plain_rate is not None and not 0 < args.plain_rate <= 100_000:
-        return _error("--plain-rate must be a rate in Hz (above 0, at most 100000)")
+    plain_fs = args.plain_rate
+    if plain_fs is not None and plain_fs != recorder.PLAIN_RATE_AUTO:
+        try:
+            plain_fs = float(plain_fs)
+        except ValueError:
+            plain_fs = float("nan")
+        if not 0 < plain_fs <= 100_000:
+            return _error("--plain-rate must be a rate in Hz (above 0, at most 100000) or "
+                          f"{recorder.PLAIN_RATE_AUTO}")
 
     stop = threading.Event()
     _stop_on_signals(stop)
@@ -87,7 +96,7 @@ def record_main(argv: list[str]) -> int:
             on_progress=bar.update if bar else None,
             on_message=bar.message if bar else _note,
             stop_event=stop,
-            plain_fs=args.plain_rate,
+            plain_fs=plain_fs,
         )
     except EcgError as error:
         if bar:

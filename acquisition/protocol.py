@@ -238,6 +238,8 @@ def _parse_hash_line(raw: bytes, body: bytes) -> Line:
     return Header(device, firmware, fs, bits, seq, fields)
 
 
+PLAIN_RATE_AUTO = "auto"
+"""The rate to give for a plain stream (bare values) whose rate the recorder measures."""
 PLAIN_LEADS_OFF = b"!"
 """What SparkFun's AD8232 example sketch prints instead of a value while LO+ or LO- is
 set (an electrode off)."""

@@ -46,6 +46,7 @@ from acquisition.protocol import (
     DEFAULT_BAUD,
     LEADS_OFF,
     MAX_LINE,
+    PLAIN_RATE_AUTO,
     SEQ_MODULUS,
     Garbled,
     Header,
@@ -75,6 +76,10 @@ PLAIN_DEVICE = "plain-serial-stream"
 PLAIN_HINT_LINES = 20
 """Bare numbers, at least this many and most of what arrived, make the refusal of a port
 that does not speak the protocol say how to record them instead."""
+PLAIN_RATE_MEASURE_S = 5.0
+"""A plain stream's rate is measured over its first lines for this long (PC clock)."""
+PLAIN_RATE_MIN_LINES = 20
+"""... and from at least this many lines."""
 
 
 class AcquisitionError(EcgError):
@@ -436,7 +441,7 @@ class StreamDecoder:
 
 
 class PlainStreamDecoder:
-    """Bare values, one per line, at a rate the user gives (no I/O: testable alone).
+    """Bare values, one per line, at a rate given or measured (no I/O: testable alone).
 
     The AD8232 example sketches print ``analogRead`` values (SparkFun's prints ``!``
     while an electrode is off) with no sample number, no checksum and no rate. So:
@@ -451,18 +456,28 @@ class PlainStreamDecoder:
       wherever the board happens to be in its line, and a cut ``512`` read as ``12`` would
       be a wrong sample nothing could catch (the protocol's checksums catch it).
 
-    Same interface as :class:`StreamDecoder`. The first sample opens the file, with a
-    :class:`Header` for ``device`` :data:`PLAIN_DEVICE` at the given rate.
+    The rate: given, or with ``fs`` :data:`PLAIN_RATE_AUTO`, measured as the lines that
+    arrive per second of PC clock over the first :data:`PLAIN_RATE_MEASURE_S`. That is the
+    board's true rate: these sketches print each value as they read it, and at 9600 baud
+    the serial line, not their ``delay()``, sets the pace (960 bytes a second, 5 bytes a
+    line: about 190 values a second for SparkFun's, not the 1000 its ``delay(1)``
+    suggests). Those first lines are kept.
+
+    Same interface as :class:`StreamDecoder`. The first sample (measured: once the rate
+    is known) opens the file, with a :class:`Header` for ``device`` :data:`PLAIN_DEVICE`.
     """
 
     def __init__(self, summary: RecordingSummary, on_header: Callable[[Header], None],
-                 fs: float):
-        if not (fs > 0 and np.isfinite(fs)):
+                 fs: float | str):
+        measure = isinstance(fs, str) and fs == PLAIN_RATE_AUTO
+        if not measure and not (isinstance(fs, int | float) and fs > 0 and np.isfinite(fs)):
             raise AcquisitionError(f"the rate of a plain stream must be a positive number of "
-                                   f"Hz, not {fs!r}")
+                                   f"Hz or {PLAIN_RATE_AUTO!r}, not {fs!r}")
         self.summary = summary
         self.on_header = on_header
-        self.fs = float(fs)
+        self.fs: float | None = None if measure else float(fs)
+        self.measuring: list[tuple[int, float]] = []
+        self.rate_note = "as given"
         self.buffer = bytearray()
         self.header: Header | None = None
         self.last_u = -1
@@ -482,22 +497,50 @@ class PlainStreamDecoder:
                 self._line(line, now, out)
             else:
                 self.at_line_start = True  # the line the port opened in may be cut
+        if self.fs is None:
+            self._measure(now, out)  # a whole burst at a time: they share one arrival time
         return out
 
     def outage(self) -> None:
         """The port went away: the partial line is lost, the next sample is placed by clock."""
         self.buffer.clear()
         self.at_line_start = False
+        # A rate measured across the outage would be wrong: measure again (no file yet).
+        self.measuring.clear()
         if self.header is not None:
             self.after_outage = True
 
     def _line(self, line: bytes, now: float, out: list) -> None:
         value = parse_plain_line(line)
-        summary = self.summary
         if value is None:
             if line.strip():
-                summary.garbled_lines += 1
+                self.summary.garbled_lines += 1
             return  # a blank line (a sketch's println()) carries nothing
+        if self.fs is not None:
+            self._sample(value, now, out)
+            return
+        self.measuring.append((value, now))
+
+    def _measure(self, now: float, out: list) -> None:
+        """Once the lines have arrived for long enough, take their rate and pass them on."""
+        if not self.measuring:
+            return
+        first, last = self.measuring[0][1], self.measuring[-1][1]
+        if last - first < PLAIN_RATE_MEASURE_S or len(self.measuring) < PLAIN_RATE_MIN_LINES:
+            return
+        # Lines come in bursts, each burst at one clock reading: those of the first burst
+        # were printed before the clock started, the rest between the first and the last.
+        after_first = sum(1 for _, t in self.measuring if t > first)
+        self.fs = round(after_first / (last - first), 1)
+        self.rate_note = (f"measured: {after_first} lines in {last - first:.1f} s of "
+                          "arrivals")
+        kept, self.measuring = self.measuring, []
+        self.early_kept = len(kept)
+        for kept_value, _ in kept:
+            self._sample(kept_value, now, out)
+
+    def _sample(self, value: int, now: float, out: list) -> None:
+        summary = self.summary
         if self.header is None:
             self.header = Header(PLAIN_DEVICE, "unknown", self.fs, 16)
             summary.fs, summary.bits = self.fs, 16
@@ -552,7 +595,7 @@ def record(
     on_samples: Callable[[np.ndarray, np.ndarray, np.ndarray], None] | None = None,
     on_message: Callable[[str], None] | None = None,
     stop_event: threading.Event | None = None,
-    plain_fs: float | None = None,
+    plain_fs: float | str | None = None,
 ) -> RecordingSummary:
     """Record a board speaking :mod:`acquisition.protocol` (or, given ``plain_fs``, one
     printing bare values) into the CSV format.
@@ -583,10 +626,12 @@ def record(
         Called with human-readable events (port lost, reconnected, device messages).
     stop_event : threading.Event, optional
         Set it to stop cleanly from another thread.
-    plain_fs : float, optional
+    plain_fs : float or "auto", optional
         The board prints bare values, one per line, at this rate in Hz (the AD8232 example
-        sketches; :class:`PlainStreamDecoder`). Without it such a board is refused, with
-        a message that says so.
+        sketches; :class:`PlainStreamDecoder`), or :data:`PLAIN_RATE_AUTO`: at the rate
+        they arrive, measured over :data:`PLAIN_RATE_MEASURE_S` (``header_timeout_s``
+        then counts from the end of that). Without it such a board is refused, with a
+        message that says so.
 
     Returns
     -------
@@ -631,8 +676,8 @@ def record(
             say(f"{header.device} firmware {header.firmware} at {header.fs:g} Hz; "
                 f"writing {out_path}")
         else:
-            say(f"plain stream (bare values, no sample numbers) at {header.fs:g} Hz as "
-                f"given; writing {out_path}")
+            say(f"plain stream (bare values, no sample numbers) at {header.fs:g} Hz "
+                f"({decoder.rate_note}); writing {out_path}")
 
     decoder: StreamDecoder | PlainStreamDecoder = (
         StreamDecoder(summary, open_file) if plain_fs is None
@@ -649,6 +694,7 @@ def record(
     # once; a board that did not reset (Nano clones, the simulator after a while) is asked
     # for its header once it has had time to boot, instead of waiting for the periodic one.
     ask_at = start + ASK_HEADER_AFTER_S if plain_fs is None else None
+    measure_s = PLAIN_RATE_MEASURE_S if plain_fs == PLAIN_RATE_AUTO else 0.0
     last_data, silent, bytes_in = start, False, 0
     try:
         while True:
@@ -712,7 +758,7 @@ def record(
             elif sink is not None and not silent and now - last_data > SILENCE_WARNING_S:
                 say(f"no data from {port} for {SILENCE_WARNING_S:g} s (electrode cable? board?)")
                 silent = True
-            if sink is None and now - start > header_timeout_s:
+            if sink is None and now - start > header_timeout_s + measure_s:
                 if plain_fs is not None:
                     heard = (f"{bytes_in} bytes arrived but no line was a bare number"
                              if bytes_in else "nothing arrived")

@@ -60,7 +60,7 @@ from typing import Any
 
 import numpy as np
 
-from acquisition.protocol import DEFAULT_BAUD
+from acquisition.protocol import DEFAULT_BAUD, PLAIN_RATE_AUTO
 from dashboard.state import SessionStore, new_token
 from ecgcore.beats import AAMI_CLASSES
 from ecgcore.errors import EcgError
@@ -72,6 +72,30 @@ V_RUN_MIN = 3
 
 class LiveError(EcgError):
     """A live session cannot start (bad choice, too many streams, no device)."""
+
+
+def plain_rate(text: Any) -> float | str | None:
+    """The Live form's plain stream rate field: None (empty: the ``ecg_ad8232``
+    protocol), a rate in Hz, or :data:`acquisition.protocol.PLAIN_RATE_AUTO`.
+
+    Raises
+    ------
+    LiveError
+        Anything else.
+    """
+    text = "" if text is None else str(text).strip()
+    if not text:
+        return None
+    if text.lower() == PLAIN_RATE_AUTO:
+        return PLAIN_RATE_AUTO
+    try:
+        rate = float(text)
+    except ValueError:
+        rate = float("nan")
+    if not 0 < rate <= 100_000:
+        raise LiveError(f"the plain stream's rate must be in Hz, above 0 and at most 100000, "
+                        f"or '{PLAIN_RATE_AUTO}' (leave it empty for the ecg_ad8232 sketch)")
+    return rate
 
 
 @dataclass(frozen=True)
@@ -400,14 +424,20 @@ class LiveSession:
         self._start_recorder(str(link))
 
     def start_port(self, port: str, baud: int = DEFAULT_BAUD,
-                   plain_fs: float | None = None) -> None:
+                   plain_fs: float | str | None = None) -> None:
         """Record a board on a serial port (``/dev/ttyACM0``...).
 
-        ``plain_fs``: the board prints bare values at this rate instead of speaking the
-        ``ecg_ad8232`` protocol (:class:`acquisition.recorder.PlainStreamDecoder`).
+        ``plain_fs``: the board prints bare values at this rate (or at the rate they arrive,
+        with ``"auto"``) instead of speaking the ``ecg_ad8232`` protocol
+        (:class:`acquisition.recorder.PlainStreamDecoder`).
         """
-        what = f"serial port {port} at {baud} baud" + (
-            "" if plain_fs is None else f", plain stream at {plain_fs:g} Hz")
+        if plain_fs is None:
+            plain = ""
+        elif isinstance(plain_fs, str):
+            plain = ", plain stream at the rate it arrives"
+        else:
+            plain = f", plain stream at {plain_fs:g} Hz"
+        what = f"serial port {port} at {baud} baud{plain}"
         self._source = _Source("port", port, what)
         self._prepare()
         self._start_recorder(port, baud=baud, plain_fs=plain_fs)
@@ -449,7 +479,7 @@ class LiveSession:
             self._classifiers = None
 
     def _start_recorder(self, port: str, baud: int = DEFAULT_BAUD,
-                        plain_fs: float | None = None) -> None:
+                        plain_fs: float | str | None = None) -> None:
         from acquisition.recorder import AcquisitionError, record
 
         def run() -> None:

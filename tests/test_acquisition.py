@@ -250,7 +250,7 @@ def test_record_cli_errors_are_one_line(tmp_path):
     assert len(missing.stderr.strip().splitlines()) == 1
     assert not (tmp_path / "x.csv").exists()
     assert run("record", "--out", "x.csv").returncode == 2
-    for rate in ("0", "nan", "-360"):
+    for rate in ("0", "nan", "-360", "fast"):
         wrong = run("record", "--port", "p", "--out", "x.csv", f"--plain-rate={rate}")
         assert wrong.returncode == 2 and wrong.stderr.startswith("ecg: error: --plain-rate")
     assert run("record", "--list").returncode == 0
@@ -360,6 +360,68 @@ def test_a_plain_stream_after_an_outage_has_an_estimated_gap():
     assert [(g.first, g.count, g.estimated) for g in summary.gaps] == [(2, 199, True)]
     with pytest.raises(EcgError, match="positive number of Hz"):
         PlainStreamDecoder(summary, opened.append, fs=float("nan"))
+
+
+def test_a_plain_stream_rate_can_be_measured_from_its_arrivals():
+    from acquisition.recorder import PLAIN_RATE_MEASURE_S, PlainStreamDecoder, RecordingSummary
+
+    summary = RecordingSummary(path="x.csv", port="p")
+    opened = []
+    decoder = PlainStreamDecoder(summary, opened.append, fs="auto")
+    # A board printing 192 values a second (SparkFun's sketch at 9600 baud), read by the
+    # PC in bursts of 24 lines every 0.125 s; the port opened in the middle of a line.
+    out, k, now = [], 0, 0.0
+    feed = b"2\n"
+    while not opened:
+        feed += b"".join(b"%d\n" % (k + i) for i in range(24))
+        out += decoder.feed(feed, now)
+        feed, k, now = b"", k + 24, now + 0.125
+    assert now - 0.125 >= PLAIN_RATE_MEASURE_S and opened[0].fs == 192.0
+    assert summary.fs == 192.0 and "measured" in decoder.rate_note
+    # The lines of the measurement are kept: the file starts with the first whole line.
+    assert [v for _, v, _ in out] == list(range(k)) and [u for u, _, _ in out] == list(range(k))
+    assert decoder.early_kept == k
+    # The rate holds from then on.
+    assert decoder.feed(b"%d\n" % k, now) == [(k, k, 0)]
+    with pytest.raises(EcgError, match="positive number of Hz or 'auto'"):
+        PlainStreamDecoder(summary, opened.append, fs="fast")
+
+
+def test_a_plain_stream_recorded_at_the_rate_it_arrives(tmp_path):
+    # `ecg record --plain-rate auto`: a board printing 250 values a second into a real pty.
+    values = (512 + 200 * np.sin(np.arange(2500) / 20)).astype(int)
+    master, slave = os.openpty()
+    out = tmp_path / "auto.csv"
+    stop = threading.Event()
+
+    def talk():
+        time.sleep(0.5)
+        start = time.monotonic()
+        for k in range(0, values.size, 25):
+            if stop.is_set():
+                return
+            os.write(master, b"".join(b"%d\r\n" % v for v in values[k : k + 25]))
+            # On a fixed schedule, so the rate does not drift with the writes' own time.
+            time.sleep(max(0.0, start + (k + 25) / 250 - time.monotonic()))
+
+    messages = []
+    thread = threading.Thread(target=talk, daemon=True)
+    thread.start()
+    try:
+        summary = record(os.ttyname(slave), out, duration_s=6.0, plain_fs="auto",
+                         reconnect=False, header_timeout_s=5, on_message=messages.append)
+    finally:
+        stop.set()
+        thread.join(10)
+        os.close(master)
+        os.close(slave)
+    meta, data = read_csv(out)
+    print(f"\nmeasured {meta['fs_hz']} Hz for 250; {messages[0]}")
+    assert 240 <= float(meta["fs_hz"]) <= 260 and summary.fs == float(meta["fs_hz"])
+    assert any("measured" in m for m in messages), messages
+    # Nothing lost: the values are the board's from its second line on, in order.
+    n = data.shape[0]
+    assert np.array_equal(data[:, 2], values[1 : n + 1]) and not summary.gaps
 
 
 def test_round_trip_of_a_plain_stream_is_sample_exact(tmp_path, reference_counts):

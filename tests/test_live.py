@@ -482,3 +482,14 @@ def test_a_board_printing_bare_values_streams_live_at_the_rate_given(tmp_path, c
     assert 65 <= stats["heart_rate_bpm"] <= 85
     assert sum(b.aami == "N" for b in beats) >= 0.9 * len(beats)
     assert live.saved_path() is not None
+
+
+def test_the_plain_stream_rate_field_takes_a_rate_auto_or_nothing():
+    from dashboard.live import plain_rate
+
+    assert plain_rate(None) is None and plain_rate("  ") is None  # the ecg_ad8232 protocol
+    assert plain_rate(" 250 ") == 250.0 and plain_rate(360) == 360.0
+    assert plain_rate("Auto") == "auto"  # measured by the recorder
+    for wrong in ("fast", "0", "-5", "nan", "1e9"):
+        with pytest.raises(LiveError, match="rate must be in Hz"):
+            plain_rate(wrong)

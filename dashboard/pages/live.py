@@ -23,7 +23,7 @@ import dash_bootstrap_components as dbc
 from dash import Input, Output, Patch, State, callback, ctx, dcc, html
 from flask import current_app
 
-from acquisition.protocol import BAUD_CHOICES, DEFAULT_BAUD
+from acquisition.protocol import BAUD_CHOICES, DEFAULT_BAUD, PLAIN_RATE_AUTO
 from dashboard import context
 from dashboard.components.figures import (
     BINARY_COLOURS,
@@ -37,6 +37,7 @@ from dashboard.live import (
     LiveHub,
     LiveSession,
     LiveSettings,
+    plain_rate,
     rhythm_lines,
 )
 from dashboard.records import UPLOAD_PREFIX
@@ -202,10 +203,12 @@ def layout(**_query) -> html.Div:
                     dbc.Col(
                         [
                             dbc.Label("Plain stream rate (Hz)", html_for="live-plain-fs"),
-                            dbc.Input(id="live-plain-fs", type="number", min=1, max=100000,
-                                      step="any", placeholder="ecg_ad8232 protocol"),
+                            dbc.Input(id="live-plain-fs", type="text",
+                                      placeholder="ecg_ad8232 protocol"),
                             dbc.FormText("only for a sketch that prints bare values, one "
-                                         "per line (the AD8232 examples): their rate"),
+                                         "per line (the AD8232 examples): their rate, or "
+                                         f"'{PLAIN_RATE_AUTO}' to measure it over the "
+                                         "first 5 s"),
                         ],
                         md=3, id="live-plain-col", style={"display": "none"},
                     ),
@@ -342,11 +345,7 @@ def start_stop(_start, _stop, source, record, start_s, faults, baud, plain_fs, s
             if baud not in BAUD_CHOICES:
                 speeds = ", ".join(map(str, BAUD_CHOICES))
                 raise LiveError(f"choose a serial speed among {speeds}")
-            if plain_fs is not None and not 0 < float(plain_fs) <= 100_000:
-                raise LiveError("the plain stream's rate must be in Hz, above 0 and at most "
-                                "100000 (leave it empty for the ecg_ad8232 sketch)")
-            live.start_port(str(source), baud=int(baud),
-                            plain_fs=None if plain_fs is None else float(plain_fs))
+            live.start_port(str(source), baud=int(baud), plain_fs=plain_rate(plain_fs))
 
     try:
         live_hub.start(session_id, begin)
