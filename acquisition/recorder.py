@@ -436,8 +436,8 @@ class StreamDecoder:
         rate = (self.plain_lines - 1) / (last - first) if last > first else None
         about = f" (about {rate:.0f} lines/s arrived)" if rate else ""
         return (f"the lines are bare numbers{about}, as the AD8232 example sketches print; "
-                "to record them, give their sampling rate (ecg record --plain-rate HZ, or "
-                "the Live page's 'plain stream' rate)")
+                "to record them, give their sampling rate, or auto to measure it (ecg "
+                "record --plain-rate HZ|auto, or the Live page's 'plain stream' rate)")
 
 
 class PlainStreamDecoder:

@@ -289,7 +289,7 @@ def test_a_port_that_does_not_speak_the_protocol_is_refused(tmp_path):
     try:
         # The refusal says what to do about bare numbers, and how fast they came.
         with pytest.raises(EcgError, match=r"bare numbers \(about \d+ lines/s arrived\).*"
-                           r"--plain-rate"):
+                           r"--plain-rate HZ\|auto"):
             record(os.ttyname(slave), out, header_timeout_s=1.0, reconnect=False)
     finally:
         stop.set()
