@@ -112,12 +112,13 @@ def agreement_with_records_alone(signal: np.ndarray, starts: np.ndarray, joined)
     from ecgcore.metrics import match_beats
     from ecgcore.recording import Recording
 
-    positions, labels = [], []
+    positions, labels, episodes = [], [], []
     for k, name in enumerate(mitdb_records()):
         part = signal[starts[k] : starts[k + 1], None]
         alone = analyze(Recording(part, 360.0, ["MLII"], ["mV"], name))
         positions.append(alone.rpeaks + starts[k])
         labels.append(alone.aami_labels)
+        episodes += alone.rhythm
     positions, labels = np.concatenate(positions), np.concatenate(labels)
     match = match_beats(positions, joined.rpeaks, 0.05 * 360.0)
     a, b = labels[match.ref_index], joined.aami_labels[match.test_index]
@@ -128,7 +129,19 @@ def agreement_with_records_alone(signal: np.ndarray, starts: np.ndarray, joined)
         "label_agreement_pct": float(100.0 * np.mean(a == b)),
         "counts_alone": dict(Counter(labels.tolist())),
         "counts_joined": dict(Counter(joined.aami_labels.tolist())),
+        "rhythm_alone": rhythm_totals(episodes),
+        "rhythm_joined": rhythm_totals(joined.rhythm),
     }
+
+
+def rhythm_totals(episodes: list[dict]) -> dict[str, dict[str, float]]:
+    """Episodes and seconds per rhythm label (360 Hz sample numbers)."""
+    totals: dict[str, dict[str, float]] = {}
+    for episode in episodes:
+        row = totals.setdefault(episode["label"], {"episodes": 0, "seconds": 0.0})
+        row["episodes"] += 1
+        row["seconds"] += (episode["end"] - episode["start"]) / 360.0
+    return dict(sorted(totals.items()))
 
 
 def time_long_recording() -> dict:
@@ -224,6 +237,16 @@ def main() -> None:
             "RR) is taken per stretch of about 30 minutes (`ecgcore.beats.CONTEXT_S`). "
             f"Labels, records alone: {agree['counts_alone']}; joined: "
             f"{agree['counts_joined']}.",
+            "",
+            "| rhythm | episodes alone | joined | seconds alone | joined |",
+            "| --- | ---: | ---: | ---: | ---: |",
+            *[f"| {label} | {agree['rhythm_alone'].get(label, {}).get('episodes', 0)} | "
+              f"{agree['rhythm_joined'].get(label, {}).get('episodes', 0)} | "
+              f"{agree['rhythm_alone'].get(label, {}).get('seconds', 0.0):.0f} | "
+              f"{agree['rhythm_joined'].get(label, {}).get('seconds', 0.0):.0f} |"
+              for label in sorted({*agree["rhythm_alone"], *agree["rhythm_joined"]})],
+            "",
+            "An episode that crosses a joint between two records counts once when joined.",
             "",
         ]
     write_results("analyze_speed", payload, "\n".join(lines))

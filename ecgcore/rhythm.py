@@ -43,7 +43,7 @@ from typing import Any
 
 import numpy as np
 
-from ecgcore.beats import QRS_WINDOW_S, nearest_index, p_coherence
+from ecgcore.beats import QRS_WINDOW_S, context_segments, nearest_index, p_coherence
 
 RHYTHM_NAMES: dict[str, str] = {
     "AFIB": "Atrial fibrillation",
@@ -957,8 +957,9 @@ def recover_missed_beats(
     neither steep nor shaped like the QRS). The beat after a recovered one was
     classified with a preceding interval twice too long, which makes a premature
     ventricular beat look late; with :data:`VT_RELABEL_AFTER_MISSED`, if it was called
-    N but its QRS correlates less than :data:`VT_MISSED_MIN_CORR` with the record's
-    median N beat, it is taken as V.
+    N but its QRS correlates less than :data:`VT_MISSED_MIN_CORR` with the median N beat
+    of its context (the record, or its stretch of a long one:
+    :data:`ecgcore.beats.CONTEXT_S`), it is taken as V.
 
     Returns
     -------
@@ -1006,15 +1007,25 @@ def recover_missed_beats(
     order = np.argsort(r2, kind="stable")
     r2, c2, new = r2[order], c2[order], new[order]
     if VT_RELABEL_AFTER_MISSED:
-        normal = np.flatnonzero(c2 == "N")
-        if normal.size >= 5:
-            pick = normal[np.linspace(0, normal.size - 1, min(normal.size, 300)).astype(int)]
-            template = np.median(_qrs_windows(x, r2[pick], fs), axis=0)
-            for k in np.flatnonzero(new[:-1] & ~new[1:]):
-                if c2[k + 1] == "N":
-                    w = _qrs_windows(x, r2[k + 1 : k + 2], fs)[0]
-                    if _corr(w, template) < VT_MISSED_MIN_CORR:
-                        c2[k + 1] = "V"
+        # The median N beat of the beat's context: the recording, or its stretch of a long
+        # one (ecgcore.beats.CONTEXT_S), as the classifiers see it.
+        segments = context_segments(r2, x.size, fs)
+        templates: dict[int, np.ndarray | None] = {}
+        for k in np.flatnonzero(new[:-1] & ~new[1:]):
+            if c2[k + 1] != "N":
+                continue
+            segment = int(segments[k + 1])
+            if segment not in templates:
+                normal = np.flatnonzero((c2 == "N") & (segments == segment))
+                templates[segment] = None if normal.size < 5 else np.median(_qrs_windows(
+                    x, r2[normal[np.linspace(0, normal.size - 1, min(normal.size, 300))
+                                 .astype(int)]], fs), axis=0)
+            template = templates[segment]
+            if template is None:
+                continue
+            w = _qrs_windows(x, r2[k + 1 : k + 2], fs)[0]
+            if _corr(w, template) < VT_MISSED_MIN_CORR:
+                c2[k + 1] = "V"
     return r2, c2
 
 
