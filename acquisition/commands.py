@@ -59,6 +59,7 @@ def record_main(argv: list[str]) -> int:
     args = parser.parse_args(argv)
 
     from acquisition import recorder
+    from acquisition.protocol import parse_plain_rate
 
     if args.list:
         ports = recorder.list_ports()
@@ -71,15 +72,10 @@ def record_main(argv: list[str]) -> int:
         return _error("ecg record needs --port PORT and --out FILE.csv (or --list)")
     if args.duration is not None and args.duration <= 0:
         return _error("--duration must be positive")
-    plain_fs = args.plain_rate
-    if plain_fs is not None and plain_fs != recorder.PLAIN_RATE_AUTO:
-        try:
-            plain_fs = float(plain_fs)
-        except ValueError:
-            plain_fs = float("nan")
-        if not 0 < plain_fs <= 100_000:
-            return _error("--plain-rate must be a rate in Hz (above 0, at most 100000) or "
-                          f"{recorder.PLAIN_RATE_AUTO}")
+    try:
+        plain_fs = parse_plain_rate(args.plain_rate)
+    except ValueError as error:
+        return _error(f"--plain-rate: {error}")
 
     stop = threading.Event()
     _stop_on_signals(stop)

@@ -240,6 +240,33 @@ def _parse_hash_line(raw: bytes, body: bytes) -> Line:
 
 PLAIN_RATE_AUTO = "auto"
 """The rate to give for a plain stream (bare values) whose rate the recorder measures."""
+MAX_PLAIN_RATE = 100_000
+"""The highest plain stream rate taken (Hz)."""
+
+
+def parse_plain_rate(text: object) -> float | str | None:
+    """A plain stream's rate as a user types it (``ecg record --plain-rate``, the Live
+    page): None when empty (the board speaks the protocol), a rate in Hz, or
+    :data:`PLAIN_RATE_AUTO`.
+
+    Raises
+    ------
+    ValueError
+        Anything else, with a message for the user.
+    """
+    text = "" if text is None else str(text).strip()
+    if not text:
+        return None
+    if text.lower() == PLAIN_RATE_AUTO:
+        return PLAIN_RATE_AUTO
+    try:
+        rate = float(text)
+    except ValueError:
+        rate = float("nan")
+    if not 0 < rate <= MAX_PLAIN_RATE:
+        raise ValueError(f"the plain stream's rate must be in Hz, above 0 and at most "
+                         f"{MAX_PLAIN_RATE}, or '{PLAIN_RATE_AUTO}'")
+    return rate
 PLAIN_LEADS_OFF = b"!"
 """What SparkFun's AD8232 example sketch prints instead of a value while LO+ or LO- is
 set (an electrode off)."""

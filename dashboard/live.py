@@ -60,7 +60,7 @@ from typing import Any
 
 import numpy as np
 
-from acquisition.protocol import DEFAULT_BAUD, PLAIN_RATE_AUTO
+from acquisition.protocol import DEFAULT_BAUD, parse_plain_rate
 from dashboard.state import SessionStore, new_token
 from ecgcore.beats import AAMI_CLASSES
 from ecgcore.errors import EcgError
@@ -75,27 +75,18 @@ class LiveError(EcgError):
 
 
 def plain_rate(text: Any) -> float | str | None:
-    """The Live form's plain stream rate field: None (empty: the ``ecg_ad8232``
-    protocol), a rate in Hz, or :data:`acquisition.protocol.PLAIN_RATE_AUTO`.
+    """The Live form's plain stream rate field
+    (:func:`acquisition.protocol.parse_plain_rate`).
 
     Raises
     ------
     LiveError
         Anything else.
     """
-    text = "" if text is None else str(text).strip()
-    if not text:
-        return None
-    if text.lower() == PLAIN_RATE_AUTO:
-        return PLAIN_RATE_AUTO
     try:
-        rate = float(text)
-    except ValueError:
-        rate = float("nan")
-    if not 0 < rate <= 100_000:
-        raise LiveError(f"the plain stream's rate must be in Hz, above 0 and at most 100000, "
-                        f"or '{PLAIN_RATE_AUTO}' (leave it empty for the ecg_ad8232 sketch)")
-    return rate
+        return parse_plain_rate(text)
+    except ValueError as error:
+        raise LiveError(f"{error} (leave it empty for the ecg_ad8232 sketch)") from None
 
 
 @dataclass(frozen=True)

@@ -138,7 +138,7 @@ def layout(**_query) -> html.Div:
             html.H2("Live"),
             html.P(
                 "Record an Arduino + AD8232 board (acquisition/arduino/README.md; a sketch "
-                "printing bare values works too, at the rate you give) or play an "
+                "printing bare values works too, at the rate you give or measured) or play an "
                 "MIT-BIH record through the simulated board. Beats are detected and "
                 "labelled by both models as they arrive; Stop saves the recording and "
                 "opens it in the record view (visible only to this browser tab).",
