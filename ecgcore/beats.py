@@ -197,11 +197,11 @@ def context_segments(rpeaks: np.ndarray, n_samples: int, fs: float) -> np.ndarra
     return np.searchsorted(edges, rpeaks, side="right").astype(np.int64)
 
 
-def _per_context(values: np.ndarray, segments: np.ndarray, reduce) -> np.ndarray:
+def _per_context(values: np.ndarray, segments: np.ndarray, reduce, whole=None) -> np.ndarray:
     """``reduce`` of ``values`` (one row per beat) over each beat's context stretch, one
     row per beat; stretches with fewer than :data:`MIN_CONTEXT_BEATS` take the whole
-    recording's."""
-    whole = reduce(values)
+    recording's (``whole``, when the caller has it already)."""
+    whole = reduce(values) if whole is None else whole
     out = np.repeat(np.asarray(whole)[None, ...], values.shape[0], axis=0)
     if values.shape[0] and segments.max() > 0:
         for k in np.unique(segments):
@@ -537,10 +537,11 @@ def beat_inputs(
     # Electrodes get swapped, on hobby boards above all: a served lead recorded upside
     # down is turned over, so it is classified as the right way up. The RR features and
     # the P coherence do not depend on the polarity. One decision for the recording.
-    turned_over = turn_upright and _beat_upside_down(beat_template(windows))
+    whole = beat_template(windows)
+    turned_over = turn_upright and _beat_upside_down(whole)
     if turned_over:
-        windows = -windows
-    template = _per_context(windows, segments, beat_template)
+        windows, whole = -windows, -whole
+    template = _per_context(windows, segments, beat_template, whole)
     waveforms = np.stack([windows, windows - template], axis=-1).astype(np.float32)
     rr = beat_rr_features(x, aligned, fs)
     return BeatInputs(waveforms, rr, aligned, turned_over)

@@ -1011,15 +1011,20 @@ def recover_missed_beats(
         # one (ecgcore.beats.CONTEXT_S), as the classifiers see it.
         segments = context_segments(r2, x.size, fs)
         templates: dict[int, np.ndarray | None] = {}
+
+        def normal_template(segment: int) -> np.ndarray | None:
+            normal = np.flatnonzero((c2 == "N") & (segments == segment))
+            if normal.size < 5:
+                return None
+            pick = normal[np.linspace(0, normal.size - 1, min(normal.size, 300)).astype(int)]
+            return np.median(_qrs_windows(x, r2[pick], fs), axis=0)
+
         for k in np.flatnonzero(new[:-1] & ~new[1:]):
             if c2[k + 1] != "N":
                 continue
             segment = int(segments[k + 1])
             if segment not in templates:
-                normal = np.flatnonzero((c2 == "N") & (segments == segment))
-                templates[segment] = None if normal.size < 5 else np.median(_qrs_windows(
-                    x, r2[normal[np.linspace(0, normal.size - 1, min(normal.size, 300))
-                                 .astype(int)]], fs), axis=0)
+                templates[segment] = normal_template(segment)
             template = templates[segment]
             if template is None:
                 continue
