@@ -18,6 +18,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.common import REPO, machine, mitdb_dir, mitdb_records, write_results  # noqa: E402
+from ecgcore.metrics import episode_agreement, pooled_episode_agreement  # noqa: E402
 
 CACHE = REPO / ".cache" / "rhythm"
 FS = 360.0
@@ -145,56 +146,9 @@ OVERLAP_RULE = (
 )
 
 
-def _merge_iv(iv: list[tuple[int, int]]) -> list[tuple[int, int]]:
-    out: list[list[int]] = []
-    for s, e in sorted(iv):
-        if out and s <= out[-1][1]:
-            out[-1][1] = max(out[-1][1], e)
-        else:
-            out.append([s, e])
-    return [(s, e) for s, e in out]
-
-
-def _overlap(a: list[tuple[int, int]], b: list[tuple[int, int]]) -> int:
-    a, b = _merge_iv(a), _merge_iv(b)
-    total = 0
-    for s, e in a:
-        for t, u in b:
-            if t < e and s < u:
-                total += min(e, u) - max(s, t)
-    return total
-
-
 def score_record(ref: list[tuple[int, int]], det: list[tuple[int, int]]) -> dict:
     """Counts for one label of one record (see :data:`OVERLAP_RULE`)."""
-
-    def hit(e, others):
-        return any(t < e[1] and e[0] < u for t, u in others)
-
-    return {
-        "ref_n": len(ref), "ref_found": sum(hit(e, det) for e in ref),
-        "det_n": len(det), "det_true": sum(hit(e, ref) for e in det),
-        "ref_s": sum(e - s for s, e in _merge_iv(ref)) / FS,
-        "det_s": sum(e - s for s, e in _merge_iv(det)) / FS,
-        "overlap_s": _overlap(ref, det) / FS,
-    }
-
-
-def _ratio(a: float, b: float) -> float | None:
-    return round(100.0 * a / b, 1) if b > 0 else None
-
-
-def aggregate(rows: list[dict]) -> dict:
-    """Gross figures over records."""
-    t = {k: sum(r[k] for r in rows) for k in ("ref_n", "ref_found", "det_n", "det_true",
-                                               "ref_s", "det_s", "overlap_s")}
-    return {
-        **{k: round(v, 1) for k, v in t.items()},
-        "episode_se": _ratio(t["ref_found"], t["ref_n"]),
-        "episode_ppv": _ratio(t["det_true"], t["det_n"]),
-        "duration_se": _ratio(t["overlap_s"], t["ref_s"]),
-        "duration_ppv": _ratio(t["overlap_s"], t["det_s"]),
-    }
+    return episode_agreement(ref, det, FS)
 
 
 def classes_for_detected(d: dict) -> np.ndarray:
@@ -377,7 +331,7 @@ def _af_score(data: dict[str, dict], records: list[str], inputs: dict, noise: di
         det = rhythm.af_episodes(rp, FS, data[r]["n"], beat_classes=cls, p_peaks=pp,
                                  exclude=noise[r], x=data[r]["x"])
         rows.append(score_record(reference_intervals(data[r])["AFIB"], det))
-    return aggregate(rows)
+    return pooled_episode_agreement(rows)
 
 
 def _noise_masks(data: dict[str, dict], inputs: dict) -> dict:
@@ -482,8 +436,8 @@ def tune_af(data: dict[str, dict], cnn=None) -> dict:
         if cnn is None:
             return None
         runs = {r: run_record(data[r], "cnn", cnn)["AFIB"] for r in records}
-        return scores(aggregate([runs[r] for r in DS1]),
-                      aggregate([runs[r] for r in records]))
+        return scores(pooled_episode_agreement([runs[r] for r in DS1]),
+                      pooled_episode_agreement([runs[r] for r in records]))
 
     with _Patched(**base):
         base_all = _af_score(data, records, inputs, noise)
@@ -582,7 +536,7 @@ def tune_afl(data: dict[str, dict]) -> dict:
                     fib, fl = rhythm.split_flutter(af[r], org[r], FS)
             rows_af.append(score_record(ref["AFIB"], fib))
             rows_afl.append(score_record(ref["AFL"], fl))
-        a, b = aggregate(rows_af), aggregate(rows_afl)
+        a, b = pooled_episode_agreement(rows_af), pooled_episode_agreement(rows_afl)
         return {"threshold": threshold, "afib_se": a["duration_se"],
                 "afib_ppv": a["duration_ppv"], "afl_se": b["duration_se"],
                 "afl_ppv": b["duration_ppv"], "afl_det_s": b["det_s"]}
@@ -611,7 +565,7 @@ def _vt_score(data: dict[str, dict], records: list[str], inputs: dict, noise: di
                 rp, c = rhythm.recover_missed_beats(data[r]["x"], rp, c, FS)
             vt, _ = rhythm.ventricular_runs(c, rp, FS, data[r]["n"])
             rows.append(score_record(reference_intervals(data[r])["VT"], vt))
-    a = aggregate(rows)
+    a = pooled_episode_agreement(rows)
     return {"episode_se": a["episode_se"], "episode_ppv": a["episode_ppv"],
             "found": a["ref_found"], "ref_n": a["ref_n"], "det_n": a["det_n"]}
 
@@ -726,7 +680,7 @@ def af_yield_table(data: dict[str, dict], settings: list[str],
                 runs = {r: run_record(data[r], setting, cnn)["AFIB"] for r in records}
             row = {"setting": setting, "on": on}
             for g, recs in (("DS1", DS1), ("all", records)):
-                a = aggregate([runs[r] for r in recs])
+                a = pooled_episode_agreement([runs[r] for r in recs])
                 row[g] = [a["duration_se"], a["duration_ppv"],
                           round(_hmean(a["duration_se"], a["duration_ppv"]), 2)]
             out.append(row)
@@ -803,8 +757,9 @@ def main() -> int:
             if setting in ("no_classes", "rr_only") and label in (*CLASS_RHYTHMS, "VT+IVR"):
                 continue
             table[label] = {
-                **{g: aggregate([runs[r][label] for r in recs]) for g, recs in GROUPS.items()},
-                "all": aggregate([runs[r][label] for r in records]),
+                **{g: pooled_episode_agreement([runs[r][label] for r in recs])
+                   for g, recs in GROUPS.items()},
+                "all": pooled_episode_agreement([runs[r][label] for r in records]),
             }
         results[setting] = table
     af_records = [r for r in records if any(e["label"] == "AFIB" for e in data[r]["ref_rhythm"])]

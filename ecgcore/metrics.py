@@ -25,8 +25,14 @@ AAMI_BEAT_SYMBOLS = {
     "/": "Q",
     "f": "Q",
     "Q": "Q",
+    # WFDB codes that MIT-BIH does not use but other databases do (INCART, for one):
+    # an unspecified bundle branch block beat and a supraventricular escape beat are N,
+    # as L, R, e and j are; an R-on-T premature ventricular contraction is V.
+    "B": "N",
+    "n": "N",
+    "r": "V",
 }
-"""MIT-BIH beat symbol -> AAMI class. Symbols absent here are not beats."""
+"""WFDB beat symbol -> AAMI class (EC57). Symbols absent here are not beats."""
 
 
 @dataclass(frozen=True)
@@ -161,3 +167,75 @@ def in_intervals(positions: np.ndarray, intervals: list[tuple[int, int]]) -> np.
     for start, end in intervals:
         mask |= (positions >= start) & (positions <= end)
     return mask
+
+
+def merge_intervals(intervals: list[tuple[int, int]], gap: float = 0) -> list[tuple[int, int]]:
+    """Join (start, end) intervals that overlap or are at most ``gap`` samples apart."""
+    out: list[list[int]] = []
+    for start, end in sorted(intervals):
+        if out and start - out[-1][1] <= gap:
+            out[-1][1] = max(out[-1][1], end)
+        else:
+            out.append([start, end])
+    return [(start, end) for start, end in out]
+
+
+def episode_agreement(
+    reference: list[tuple[int, int]], detected: list[tuple[int, int]], fs: float
+) -> dict[str, float]:
+    """How detected episodes of one rhythm agree with the reference episodes of it.
+
+    EC57's way for atrial fibrillation: episodes by overlap, durations by shared time.
+
+    Parameters
+    ----------
+    reference, detected : list of (start, end)
+        Episodes in samples (end exclusive).
+    fs : float
+        Their sampling rate.
+
+    Returns
+    -------
+    dict
+        ``ref_n`` and ``det_n`` (episodes); ``ref_found`` (reference episodes that a
+        detected one overlaps by at least one sample) and ``det_true`` (detected episodes
+        that overlap a reference one); ``ref_s``, ``det_s`` and ``overlap_s`` (seconds,
+        overlapping episodes of one side counted once). Pool records with
+        :func:`pooled_episode_agreement`.
+    """
+
+    def overlaps(episode: tuple[int, int], others: list[tuple[int, int]]) -> bool:
+        return any(start < episode[1] and episode[0] < end for start, end in others)
+
+    ref, det = merge_intervals(reference), merge_intervals(detected)
+    shared = sum(min(e, u) - max(s, t) for s, e in ref for t, u in det if t < e and s < u)
+    return {
+        "ref_n": len(reference), "ref_found": sum(overlaps(e, detected) for e in reference),
+        "det_n": len(detected), "det_true": sum(overlaps(e, reference) for e in detected),
+        "ref_s": sum(e - s for s, e in ref) / fs, "det_s": sum(e - s for s, e in det) / fs,
+        "overlap_s": shared / fs,
+    }
+
+
+def pooled_episode_agreement(rows: list[dict[str, float]]) -> dict[str, float | None]:
+    """Gross figures over :func:`episode_agreement` results (records summed, as EC57 pools).
+
+    Returns
+    -------
+    dict
+        The summed counts (rounded to 0.1) and, in %, ``episode_se``, ``episode_ppv``,
+        ``duration_se`` and ``duration_ppv`` (None where the denominator is 0).
+    """
+
+    def ratio(a: float, b: float) -> float | None:
+        return round(100.0 * a / b, 1) if b > 0 else None
+
+    keys = ("ref_n", "ref_found", "det_n", "det_true", "ref_s", "det_s", "overlap_s")
+    t = {k: sum(row[k] for row in rows) for k in keys}
+    return {
+        **{k: round(v, 1) for k, v in t.items()},
+        "episode_se": ratio(t["ref_found"], t["ref_n"]),
+        "episode_ppv": ratio(t["det_true"], t["det_n"]),
+        "duration_se": ratio(t["overlap_s"], t["ref_s"]),
+        "duration_ppv": ratio(t["overlap_s"], t["det_s"]),
+    }

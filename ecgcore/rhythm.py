@@ -44,6 +44,7 @@ from typing import Any
 import numpy as np
 
 from ecgcore.beats import QRS_WINDOW_S, context_segments, nearest_index, p_coherence
+from ecgcore.metrics import merge_intervals
 
 RHYTHM_NAMES: dict[str, str] = {
     "AFIB": "Atrial fibrillation",
@@ -269,17 +270,6 @@ def _runs(mask: np.ndarray) -> list[tuple[int, int]]:
     return list(zip(starts.tolist(), ends.tolist(), strict=True))
 
 
-def _merge(intervals: list[tuple[int, int]], gap: float) -> list[tuple[int, int]]:
-    """Join (start, end) intervals separated by at most ``gap`` samples."""
-    out: list[list[int]] = []
-    for s, e in sorted(intervals):
-        if out and s - out[-1][1] <= gap:
-            out[-1][1] = max(out[-1][1], e)
-        else:
-            out.append([s, e])
-    return [(s, e) for s, e in out]
-
-
 def _beat_span(rpeaks: np.ndarray, first: int, last: int, n_samples: int) -> tuple[int, int]:
     """Samples covered by beats first..last: to the next beat's R peak (or one RR on)."""
     start = int(rpeaks[first])
@@ -375,7 +365,7 @@ def noise_intervals(
         if m.size == n_blocks * block:
             bad |= m.reshape(n_blocks, block).mean(axis=1) > 0.2
     intervals = [(s * block, min(n, (e + 1) * block)) for s, e in _runs(bad)]
-    intervals = _merge(intervals, NOISE_MERGE_GAP_S * fs)
+    intervals = merge_intervals(intervals, NOISE_MERGE_GAP_S * fs)
     return [(s, e) for s, e in intervals if e - s >= NOISE_MIN_DURATION_S * fs]
 
 
@@ -698,8 +688,8 @@ def af_episodes(
         # The second opinion only extends an episode the first one found on its own
         # (an AF episode's full length, once close episodes are joined).
         seeds = np.zeros_like(smooth)
-        spans0 = _merge([_beat_span(r, a, b, n_samples) for a, b in _runs(smooth)],
-                        AF_MERGE_GAP_S * fs)
+        spans0 = merge_intervals([_beat_span(r, a, b, n_samples) for a, b in _runs(smooth)],
+                                 AF_MERGE_GAP_S * fs)
         for s0, e0 in spans0:
             if e0 - s0 >= AF_MIN_DURATION_S * fs:
                 seeds |= (r >= s0) & (r < e0)
@@ -720,7 +710,7 @@ def af_episodes(
     if AF_REFINE_EDGES:
         runs = _refine_edges(runs, f["beat_evidence"], AF_WINDOW_BEATS // 2)
     spans = [_beat_span(r, a, b, n_samples) for a, b in runs]
-    spans = _merge(spans, AF_MERGE_GAP_S * fs)
+    spans = merge_intervals(spans, AF_MERGE_GAP_S * fs)
     return [(s, e) for s, e in spans if e - s >= AF_MIN_DURATION_S * fs]
 
 
@@ -1127,7 +1117,7 @@ def _rate_episodes(
         hit = rate < BRADY_BPM if slow else rate > TACHY_BPM
     hit &= allowed
     spans = [_beat_span(rpeaks, a, b, n_samples) for a, b in _runs(hit)]
-    spans = _merge(spans, 2.0 * fs)
+    spans = merge_intervals(spans, 2.0 * fs)
     return [(s, e) for s, e in spans if e - s >= SINUS_MIN_DURATION_S * fs]
 
 
@@ -1271,7 +1261,7 @@ def rhythm_summary(episodes: list[dict[str, Any]], n_samples: int, fs: float) ->
     duration = n_samples / fs if fs > 0 else 0.0
 
     def covered(label: str) -> float:
-        spans = _merge([(e["start"], e["end"]) for e in episodes if e["label"] == label], 0)
+        spans = merge_intervals([(e["start"], e["end"]) for e in episodes if e["label"] == label])
         return sum(e - s for s, e in spans) / fs if fs > 0 else 0.0
 
     by_label: dict[str, dict[str, Any]] = {}

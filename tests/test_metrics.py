@@ -40,3 +40,36 @@ def test_reference_beats_of_record_100(mitdb):
     positions, classes = reference_beats(ann.sample, ann.symbol)
     assert positions.size == 2273
     assert (classes == "S").sum() == 33 and (classes == "V").sum() == 1
+
+
+def test_episode_agreement_counts_overlaps_and_shared_time_once():
+    from ecgcore.metrics import episode_agreement, pooled_episode_agreement
+
+    fs = 10.0
+    reference = [(0, 100), (200, 300), (500, 600)]
+    # Two detections inside the first reference episode, overlapping each other; one
+    # straddling the second; one where the reference has none.
+    detected = [(10, 60), (40, 90), (250, 350), (700, 800)]
+    a = episode_agreement(reference, detected, fs)
+    assert (a["ref_n"], a["ref_found"], a["det_n"], a["det_true"]) == (3, 2, 4, 3)
+    assert a["ref_s"] == 30.0
+    assert a["det_s"] == (80 + 100 + 100) / fs  # (10, 90) merged, (250, 350), (700, 800)
+    assert a["overlap_s"] == (80 + 50) / fs
+    pooled = pooled_episode_agreement([a, episode_agreement([], [(0, 10)], fs)])
+    assert pooled["episode_se"] == round(100 * 2 / 3, 1)
+    assert pooled["episode_ppv"] == round(100 * 3 / 5, 1)
+    assert pooled["duration_se"] == round(100 * 13 / 30, 1)
+    assert pooled["duration_ppv"] == round(100 * 13 / 29, 1)
+    empty = pooled_episode_agreement([episode_agreement([], [], fs)])
+    assert empty["duration_se"] is None and empty["episode_ppv"] is None
+
+
+def test_beat_codes_of_other_databases_take_their_aami_class():
+    import numpy as np
+
+    from ecgcore.metrics import reference_beats
+
+    positions, classes = reference_beats(np.array([10, 20, 30, 40, 50]),
+                                         ["B", "n", "r", "+", "N"])
+    assert positions.tolist() == [10, 20, 30, 50]
+    assert classes.tolist() == ["N", "N", "V", "N"]
