@@ -24,6 +24,9 @@ MITDB_ENV = "ECG_MITDB_DIR"
 """Environment variable naming a folder that holds MIT-BIH (all 48 records)."""
 SAMPLES_DIR = Path(__file__).resolve().parent / "data" / "mitdb"
 """The sample records shipped with the package."""
+DATA_EXTENSIONS = (".dat", ".mat")
+"""A record's signal file beside its ``.hea``: WFDB's ``.dat``, or the ``.mat`` (WFDB
+format 16 behind a MATLAB v4 header) of the PhysioNet Challenges' databases."""
 
 RHYTHM_NAMES = {
     "(AB": "atrial bigeminy",
@@ -52,11 +55,13 @@ def records_dir() -> Path:
 
 
 def record_names(folder: Path | None = None) -> list[str]:
-    """Names of the records of a folder: those with a ``.hea`` and a ``.dat``, sorted."""
+    """Names of the records of a folder: those with a ``.hea`` and a ``.dat`` (or the
+    ``.mat`` of PhysioNet's Challenge databases), sorted."""
     folder = Path(folder) if folder is not None else records_dir()
     if not folder.is_dir():
         return []
-    names = [p.stem for p in folder.glob("*.hea") if (folder / f"{p.stem}.dat").is_file()]
+    names = [p.stem for p in folder.glob("*.hea")
+             if any((folder / f"{p.stem}{ext}").is_file() for ext in DATA_EXTENSIONS)]
     return sorted(names, key=lambda n: (len(n), n))
 
 
@@ -75,15 +80,54 @@ def record_path(name: str, folder: Path | None = None) -> Path:
     return folder / name
 
 
-def parse_header_comments(comments: list[str]) -> dict[str, Any]:
-    """Age, sex and medications from MIT-BIH header comments.
+def record_duration_s(name: str, folder: Path | None = None) -> float:
+    """The duration of a record of the catalogue from its header alone (no samples read).
 
-    The first comment is ``<age> <sex> ...`` (age -1 when unknown), the second the
-    medications (``None`` when there were none).
+    Raises
+    ------
+    ReadError
+        No such record, or an unreadable header.
+    """
+    header = _read_header(record_path(name, folder))
+    fs = float(header.fs or 0.0)
+    return float(header.sig_len or 0) / fs if fs > 0 else 0.0
+
+
+def _read_header(path: Path):
+    """The WFDB header of the record at ``path`` (no extension); :class:`ReadError` if it
+    cannot be read."""
+    import wfdb
+
+    try:
+        return wfdb.rdheader(str(path))
+    except (OSError, ValueError) as error:
+        raise ReadError(f"cannot read the header of {path.name}: {error}") from error
+
+
+_KEYED_COMMENT = re.compile(r"^\s*(Age|Sex|Rx)\s*:\s*(.*?)\s*$", re.IGNORECASE)
+_UNKNOWN = {"", "unknown", "nan", "none", "-1"}
+
+
+def parse_header_comments(comments: list[str]) -> dict[str, Any]:
+    """Age, sex and medications from WFDB header comments.
+
+    MIT-BIH's: the first comment is ``<age> <sex> ...`` (age -1 when unknown), the second
+    the medications (``None`` when there were none). The PhysioNet Challenges' (and other
+    databases'): ``Age: 74``, ``Sex: Male``, ``Rx: ...`` lines, in any order.
     """
     age: int | None = None
     sex: str | None = None
     medications: str | None = None
+    keyed = {m.group(1).lower(): m.group(2) for m in map(_KEYED_COMMENT.match, comments) if m}
+    if keyed:
+        value = keyed.get("age", "")
+        if re.fullmatch(r"\d+(\.\d+)?", value):
+            age = int(float(value))
+        first = keyed.get("sex", "").strip()[:1].upper()
+        sex = first if first in {"M", "F"} else None
+        rx = keyed.get("rx", "")
+        medications = None if rx.lower() in _UNKNOWN else rx
+        return {"age": age, "sex": sex, "medications": medications}
     if comments:
         fields = comments[0].split()
         if fields and re.fullmatch(r"-?\d+", fields[0]):
@@ -100,10 +144,7 @@ def describe_record(path: Path) -> dict[str, Any]:
     import wfdb
 
     path = Path(path)
-    try:
-        header = wfdb.rdheader(str(path))
-    except (OSError, ValueError) as error:
-        raise ReadError(f"cannot read the header of {path.name}: {error}") from error
+    header = _read_header(path)
     row: dict[str, Any] = {"name": path.name}
     row.update(parse_header_comments(list(header.comments or [])))
     fs = float(header.fs)

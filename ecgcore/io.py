@@ -8,7 +8,8 @@ upload of several files (a WFDB set, a ``.zip`` of one, or a single text file).
 Formats understood
 ------------------
 - WFDB records (``.hea`` + ``.dat`` [+ ``.atr``]) at any rate and lead count, in physical
-  units; ``.atr`` reference annotations; header comments in ``meta["comments"]``.
+  units; ``.atr`` reference annotations; header comments in ``meta["comments"]``. The
+  PhysioNet Challenges' ``.hea`` + ``.mat`` records are WFDB records too.
 - EDF and EDF+ files (``.edf``, through wfdb's EDF reader; every signal at one rate),
   ``format="edf"``.
 - Arduino/AD8232 text: one value per line, or whitespace-separated values on one line
@@ -107,7 +108,7 @@ MAX_MISSING_FRACTION = 0.5
 
 RATE_HINT = "give it with --fs HZ"
 
-_WFDB_EXTS = (".hea", ".dat", ".atr")
+_WFDB_EXTS = (".hea", ".dat", ".mat", ".atr")
 _ZIP_MAGIC = b"PK\x03\x04"
 _EDF_MAGIC = b"0       "
 _MISSING_TOKENS = {"", "nan", "-nan", "+nan", "na", "n/a", "null", "none", "inf", "+inf",
@@ -204,8 +205,8 @@ def read_bytes(
     if lower.endswith(".zip") or data[:4] == _ZIP_MAGIC:
         return read_files({name: data}, fs, max_bytes=max_bytes)
     if lower.endswith(_WFDB_EXTS):
-        raise ReadError(f"{name} is part of a WFDB record: upload the .hea and .dat together "
-                        "(or a .zip of them)")
+        raise ReadError(f"{name} is part of a WFDB record: upload its .hea and its data file "
+                        "(.dat, or .mat) together (or a .zip of them)")
     return _read_one_file(name, data, fs, source=name)
 
 

@@ -25,6 +25,12 @@ def test_parse_header_comments():
     unknown = catalog.parse_header_comments(["-1 M 742 654 x1", "Diapres, Xyloprim"])
     assert unknown["age"] is None and unknown["sex"] == "M"
     assert catalog.parse_header_comments([]) == {"age": None, "sex": None, "medications": None}
+    # The PhysioNet Challenge 2020/2021 headers.
+    challenge = ["Age: 74", "Sex: Male", "Dx: 59118001", "Rx: Unknown", "Hx: Unknown"]
+    assert catalog.parse_header_comments(challenge) == {"age": 74, "sex": "M",
+                                                        "medications": None}
+    assert catalog.parse_header_comments(["Age: NaN", "Sex: Female", "Rx: Digoxin"]) == {
+        "age": None, "sex": "F", "medications": "Digoxin"}
 
 
 def test_packaged_samples_are_listed_without_env(monkeypatch):
@@ -91,3 +97,31 @@ def test_reference_rhythm_episodes_cover_record_201():
     assert episodes[-1]["end"] == 650000
     for a, b in zip(episodes, episodes[1:], strict=False):
         assert a["end"] == b["start"]
+
+
+def test_a_folder_of_physionet_challenge_records_hea_mat_is_listed_and_read(tmp_path):
+    """The PhysioNet Challenges (AF 2017, 12-lead 2020/2021) ship ``.hea`` + ``.mat``."""
+    import numpy as np
+    import wfdb
+    from wfdb.io.convert.matlab import wfdb_to_mat
+
+    from ecgcore.io import read, read_files
+
+    for suffix in (".hea", ".dat"):
+        shutil.copy(MITDB / f"100{suffix}", tmp_path / f"100{suffix}")
+    # wfdb writes <name>m.hea + <name>m.mat in the working folder.
+    with pytest.MonkeyPatch.context() as mp:
+        mp.chdir(tmp_path)
+        wfdb_to_mat("100", sampto=360 * 60)
+    for suffix in (".hea", ".dat"):
+        (tmp_path / f"100{suffix}").unlink()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["100m.hea", "100m.mat"]
+    assert catalog.record_names(tmp_path) == ["100m"]
+    row = catalog.catalog(tmp_path, use_cache=False)[0]
+    assert row["duration_s"] == 60.0 and row["leads"] == ["MLII", "V5"]
+    original = wfdb.rdrecord(str(MITDB / "100"), sampto=360 * 60).p_signal
+    for recording in (read(str(tmp_path / "100m")), read(str(tmp_path / "100m.mat")),
+                      read_files({n: (tmp_path / n).read_bytes()
+                                  for n in ("100m.hea", "100m.mat")})):
+        assert recording.fs == 360.0 and recording.leads == ["MLII", "V5"]
+        np.testing.assert_allclose(recording.signal, original, atol=1e-9)

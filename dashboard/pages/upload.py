@@ -39,7 +39,8 @@ def layout(**_query) -> html.Div:
                     "Arduino/AD8232 text files (ADC counts, Serial Monitor or Plotter "
                     "output), CSV or text columns (Apple Watch and Polar H10 exports "
                     "among them), an ", html.Code(".edf"), " file, or a WFDB "
-                    "record: its ", html.Code(".hea"), " + ", html.Code(".dat"),
+                    "record: its ", html.Code(".hea"), " + ", html.Code(".dat"), " (or ",
+                    html.Code(".mat"), ", as in the PhysioNet Challenges)",
                     " (+ ", html.Code(".atr"), " for reference beats) together, or a ",
                     html.Code(".zip"), " of them. Limit: ", html.Span(_limit_text()),
                     " per upload. Uploads stay on this server and are visible only to this "
