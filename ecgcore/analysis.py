@@ -8,6 +8,7 @@ delineator and one inference path.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -23,6 +24,7 @@ from ecgcore.signal import (
     ecg_resample,
     fill_gaps,
     to_input_index,
+    to_internal_index,
 )
 
 MIN_DURATION_S = 2.0
@@ -507,12 +509,58 @@ def prepare_lead(recording: Recording, lead: str | int | None = None) -> tuple[n
     return ecg_condition(x, INTERNAL_FS), index
 
 
+def analysis_beat_inputs(recording: Recording, analysis: Analysis) -> Any:
+    """The classifiers' inputs for every beat of an analysis, as :func:`analyze` built them.
+
+    From the same conditioned lead at the internal rate and the same R peaks (mapped back
+    to that rate; each window is aligned on its R peak), so that an explanation
+    (:func:`ecgcore.explain.explain_beat`) explains what was classified; row ``i`` is beat
+    ``i`` of ``analysis``.
+
+    Parameters
+    ----------
+    recording : Recording
+        The recording that was analysed.
+    analysis : Analysis
+        Its analysis (:func:`analyze`).
+
+    Returns
+    -------
+    ecgcore.beats.BeatInputs
+    """
+    from ecgcore.beats import beat_inputs
+
+    x360, _ = prepare_lead(recording, analysis.lead_used)
+    rpeaks360 = np.asarray(to_internal_index(np.asarray(analysis.rpeaks), recording.fs),
+                           dtype=np.int64)
+    return beat_inputs(x360, rpeaks360, INTERNAL_FS)
+
+
+ANALYSIS_STAGES = {
+    "condition": "filtering the signal",
+    "detect": "detecting the beats",
+    "delineate": "finding the P, QRS and T waves",
+    "classify": "classifying the beats",
+    "rhythm": "finding the rhythm episodes",
+}
+"""The stages of :func:`analyze`, in order, and what each does in words: the keys of
+:attr:`Analysis.timing_s` and what its ``progress`` callback is given."""
+
+
+def describe_stage(stage: str) -> str:
+    """Where a stage of :func:`analyze` stands, in words: ``"step 2 of 5: detecting the
+    beats"``, for a viewer of its ``progress``."""
+    steps = list(ANALYSIS_STAGES)
+    return f"step {steps.index(stage) + 1} of {len(steps)}: {ANALYSIS_STAGES[stage]}"
+
+
 def analyze(
     recording: Recording,
     lead: str | int | None = None,
     *,
     classify: bool = True,
     classifiers: Any = None,
+    progress: Callable[[str], None] | None = None,
 ) -> Analysis:
     """Condition, detect, delineate and classify one lead of a recording.
 
@@ -528,6 +576,9 @@ def analyze(
     classifiers : optional
         Preloaded classifiers (:func:`ecgcore.inference.load_classifiers`), to use
         other weights.
+    progress : callable or None
+        Called with each stage's name (:data:`ANALYSIS_STAGES`) as the stage starts: a
+        24-hour recording takes about a minute, and a viewer may say where it is.
 
     Returns
     -------
@@ -541,9 +592,15 @@ def analyze(
     from ecgcore.detect import ecg_rpeaks
 
     timing: dict[str, float] = {}
+
+    def stage(name: str) -> float:
+        if progress is not None:
+            progress(name)
+        return time.perf_counter()
+
     # What the reader did to the file (samples regridded, leads-off marks) comes first.
     warnings: list[str] = [str(note) for note in recording.meta.get("notes", [])]
-    start = time.perf_counter()
+    start = stage("condition")
     x360, index = prepare_lead(recording, lead)
     raw_missing = ~np.isfinite(recording.signal[:, index])
     n_missing = int(raw_missing.sum())
@@ -553,18 +610,18 @@ def analyze(
         )
     timing["condition"] = time.perf_counter() - start
 
-    start = time.perf_counter()
+    start = stage("detect")
     rpeaks360 = ecg_rpeaks(x360, INTERNAL_FS)
     timing["detect"] = time.perf_counter() - start
     if rpeaks360.size == 0:
         warnings.append("no heartbeat was found in this lead")
 
-    start = time.perf_counter()
+    start = stage("delineate")
     points360 = ecg_delineate(x360, rpeaks360, INTERNAL_FS)
     timing["delineate"] = time.perf_counter() - start
 
     binary = aami = qrs_corr = network360 = checked360 = None
-    start = time.perf_counter()
+    start = stage("classify")
     if classify and rpeaks360.size:
         from ecgcore.beats import beat_inputs
         from ecgcore.inference import classify_beats, load_classifiers
@@ -580,7 +637,7 @@ def analyze(
         checked360, qrs_corr = morphology_checked_labels(inputs.waveforms, aami)
     timing["classify"] = time.perf_counter() - start
 
-    start = time.perf_counter()
+    start = stage("rhythm")
     from ecgcore.hrv import hrv_summary
     from ecgcore.rhythm import ecg_rhythm, rhythm_summary
 

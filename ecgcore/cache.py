@@ -12,11 +12,15 @@ and model files): any change to the code or the weights invalidates every entry.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
+import socket
 import tempfile
 import threading
+import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -96,6 +100,12 @@ def analysis_key(
     return hashlib.sha256(text.encode()).hexdigest()[:32]
 
 
+PROGRESS_SUFFIX = ".progress.json"
+"""The marker :func:`cached_analyze` keeps beside an entry while computing it."""
+PROGRESS_FOREIGN_TTL_S = 3600.0
+"""A marker written on another machine (a shared cache folder) counts for this long."""
+
+
 def _write_atomic(path: Path, data: bytes) -> None:
     # Write then rename, so a reader never sees half a file and two writers never mix.
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -131,9 +141,13 @@ def _read_entry(folder: Path, key: str) -> tuple[dict, dict[str, np.ndarray]] | 
     return (meta, arrays) if isinstance(meta, dict) else None
 
 
+def _analyses_folder(folder: Path | None) -> Path:
+    return Path(folder) if folder is not None else cache_dir() / "analyses"
+
+
 def save_analysis(key: str, analysis: Analysis, folder: Path | None = None) -> None:
     """Store an analysis under ``key`` (an ``.npz`` of arrays and a ``.json`` of the rest)."""
-    folder = Path(folder) if folder is not None else cache_dir() / "analyses"
+    folder = _analyses_folder(folder)
     arrays: dict[str, np.ndarray] = {"rpeaks": np.asarray(analysis.rpeaks, dtype=np.int64)}
     for name, values in analysis.points.items():
         arrays[f"point__{name}"] = np.asarray(values, dtype=np.float64)
@@ -162,7 +176,7 @@ def save_analysis(key: str, analysis: Analysis, folder: Path | None = None) -> N
 
 def load_analysis(key: str, folder: Path | None = None) -> Analysis | None:
     """The analysis stored under ``key``, or None when absent or unreadable."""
-    folder = Path(folder) if folder is not None else cache_dir() / "analyses"
+    folder = _analyses_folder(folder)
     entry = _read_entry(folder, key)
     if entry is None:
         return None
@@ -195,17 +209,65 @@ _compute_locks: dict[str, threading.Lock] = {}
 _compute_locks_guard = threading.Lock()
 
 
+def analysis_cached(key: str, folder: Path | None = None) -> bool:
+    """Whether an analysis is stored under ``key`` (without reading it)."""
+    folder = _analyses_folder(folder)
+    return (folder / f"{key}.json").is_file() and (folder / f"{key}.npz").is_file()
+
+
+def _process_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def analysis_progress(key: str, folder: Path | None = None) -> dict[str, Any] | None:
+    """Where a :func:`cached_analyze` of ``key`` stands, in any process sharing the cache.
+
+    A web server runs several worker processes: the one asked whether a long analysis is
+    done may not be the one running it. :func:`cached_analyze` keeps a marker file
+    beside the entry while it computes.
+
+    Returns
+    -------
+    dict or None
+        ``stage`` (one of :data:`ecgcore.analysis.ANALYSIS_STAGES`), ``stage_index``
+        (from 0), ``stages`` (their number), ``started`` and ``updated`` (Unix times),
+        ``pid``; None when no analysis of ``key`` is running (no marker, or its process
+        on this machine is gone).
+    """
+    path = _analyses_folder(folder) / f"{key}{PROGRESS_SUFFIX}"
+    try:
+        marker = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+    if not isinstance(marker, dict):
+        return None
+    if marker.get("host") == socket.gethostname():
+        alive = _process_alive(int(marker.get("pid", -1)))
+    else:
+        alive = time.time() - float(marker.get("updated", 0.0)) < PROGRESS_FOREIGN_TTL_S
+    return marker if alive else None
+
+
 def cached_analyze(
     recording: Recording,
     lead: str | int | None = None,
     *,
     classify: bool = True,
     folder: Path | None = None,
+    progress: Callable[[str], None] | None = None,
 ) -> tuple[Analysis, bool]:
     """``analyze()`` through the disk cache.
 
     Two threads asking for the same analysis at once compute it once: the second waits
-    for the first and then reads its entry.
+    for the first and then reads its entry. While it computes, :func:`analysis_progress`
+    tells any process sharing the cache which stage it is at; ``progress`` is
+    :func:`ecgcore.analysis.analyze`'s callback.
 
     Returns
     -------
@@ -225,8 +287,27 @@ def cached_analyze(
         found = load_analysis(key, folder)
         if found is not None:
             return found, True
-        analysis = analyze(recording, lead, classify=classify)
-        save_analysis(key, analysis, folder)
+        marker = _analyses_folder(folder) / f"{key}{PROGRESS_SUFFIX}"
+        started = time.time()
+
+        def report(stage: str) -> None:
+            from ecgcore.analysis import ANALYSIS_STAGES
+
+            state = {"stage": stage, "stage_index": list(ANALYSIS_STAGES).index(stage),
+                     "stages": len(ANALYSIS_STAGES), "started": started,
+                     "updated": time.time(), "pid": os.getpid(),
+                     "host": socket.gethostname()}
+            # A read-only cache still analyses; it only cannot say where it is.
+            with contextlib.suppress(OSError):
+                _write_atomic(marker, json.dumps(state).encode())
+            if progress is not None:
+                progress(stage)
+
+        try:
+            analysis = analyze(recording, lead, classify=classify, progress=report)
+            save_analysis(key, analysis, folder)
+        finally:
+            marker.unlink(missing_ok=True)
     with _compute_locks_guard:
         _compute_locks.pop(key, None)
     return analysis, False

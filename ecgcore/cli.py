@@ -75,7 +75,8 @@ def analyze_main(argv: list[str]) -> int:
             start = time.perf_counter()
             recording = read(path, fs=args.fs)
             load_s = time.perf_counter() - start
-            analysis = analyze(recording, args.lead, classify=not args.no_classify)
+            analysis = analyze(recording, args.lead, classify=not args.no_classify,
+                               progress=_stage_printer(path, recording.duration_s))
         except EcgError as error:
             print(f"ecg: error: {path}: {error}", file=sys.stderr)
             failures += 1
@@ -105,6 +106,24 @@ def analyze_main(argv: list[str]) -> int:
         else:
             print(text)
     return 1 if failures else 0
+
+
+LONG_RECORDING_S = 3600.0
+"""From this long on, ``ecg analyze`` says on stderr which step it is at (a 24-hour
+recording takes about a minute)."""
+
+
+def _stage_printer(path: str, duration_s: float) -> Callable[[str], None] | None:
+    from ecgcore.analysis import describe_stage
+
+    if duration_s < LONG_RECORDING_S:
+        return None
+
+    def show(stage: str) -> None:
+        print(f"ecg: {path}: {duration_s / 3600.0:.1f} h, {describe_stage(stage)}",
+              file=sys.stderr, flush=True)
+
+    return show
 
 
 def _lazy(module: str, function: str) -> Callable[[list[str]], int]:

@@ -106,6 +106,50 @@ def test_concurrent_requests_compute_once():
     assert len({json.dumps(a.to_dict()["beats"]) for a, _ in results}) == 1
 
 
+def test_a_running_analysis_says_its_stage_to_other_processes_then_clears():
+    from ecgcore.analysis import ANALYSIS_STAGES
+
+    recording = _recording()
+    key = cache.analysis_key(recording, classify=False)
+    seen = []
+
+    def progress(stage):
+        # What another worker process reads from the cache folder at this moment.
+        marker = cache.analysis_progress(key)
+        seen.append((stage, marker["stage"], marker["stage_index"], marker["stages"]))
+        assert not cache.analysis_cached(key)
+
+    assert cache.analysis_progress(key) is None
+    analysis, hit = cache.cached_analyze(recording, classify=False, progress=progress)
+    assert not hit
+    assert seen == [(s, s, i, len(ANALYSIS_STAGES)) for i, s in enumerate(ANALYSIS_STAGES)]
+    assert list(analysis.timing_s) == list(ANALYSIS_STAGES)
+    assert cache.analysis_progress(key) is None
+    assert cache.analysis_cached(key)
+
+
+def test_a_progress_marker_left_by_a_dead_process_is_not_a_running_analysis():
+    import os
+    import socket
+    import subprocess
+    import sys
+
+    child = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
+                           capture_output=True, text=True, check=True)
+    folder = cache.cache_dir() / "analyses"
+    folder.mkdir(parents=True)
+    marker = {"stage": "detect", "stage_index": 1, "stages": 5, "started": 0.0,
+              "updated": 0.0, "host": socket.gethostname()}
+    (folder / f"dead{cache.PROGRESS_SUFFIX}").write_text(
+        json.dumps({**marker, "pid": int(child.stdout)}))
+    (folder / f"alive{cache.PROGRESS_SUFFIX}").write_text(
+        json.dumps({**marker, "pid": os.getpid()}))
+    (folder / f"corrupt{cache.PROGRESS_SUFFIX}").write_text("{not json")
+    assert cache.analysis_progress("dead") is None
+    assert cache.analysis_progress("alive")["stage"] == "detect"
+    assert cache.analysis_progress("corrupt") is None
+
+
 def test_json_tables(tmp_path):
     cache.save_json("t", "key-a", [{"x": 1}], tmp_path)
     assert cache.load_json("t", "key-a", tmp_path) == [{"x": 1}]

@@ -57,6 +57,28 @@ def test_analyze_record_100_json(mitdb, tmp_path, capsys):
     assert 65 < hr["mean"] < 85 and hr["min"] <= hr["mean"] <= hr["max"]
 
 
+def test_analyze_says_its_steps_on_a_long_recording_only(mitdb, tmp_path, capsys):
+    from ecgcore.analysis import ANALYSIS_STAGES
+
+    # Three records joined: 90 minutes, long enough for a minute of silence to worry.
+    parts = [wfdb.rdrecord(str(mitdb / name), channels=[0]).p_signal for name in
+             ("100", "101", "103")]
+    wfdb.wrsamp("joined", fs=360, units=["mV"], sig_name=["MLII"],
+                p_signal=np.concatenate(parts), fmt=["16"], adc_gain=[200.0], baseline=[0],
+                write_dir=str(tmp_path))
+    out = tmp_path / "out.json"
+    code, _, err = run(["analyze", str(tmp_path / "joined"), "--json", str(out),
+                        "--no-classify"], capsys)
+    assert code == 0, err
+    steps = [line for line in err.splitlines() if ", step " in line]
+    assert steps == [f"ecg: {tmp_path / 'joined'}: 1.5 h, step {i} of {len(ANALYSIS_STAGES)}: "
+                     f"{text}" for i, text in enumerate(ANALYSIS_STAGES.values(), start=1)]
+    assert json.loads(out.read_text())["n_samples"] == 3 * 650000
+    code, _, err = run(["analyze", str(mitdb / "100"), "--json", str(out), "--no-classify"],
+                       capsys)
+    assert code == 0 and ", step " not in err
+
+
 def test_indices_are_in_the_input_rate(qtdb, tmp_path, capsys):
     """A 250 Hz record: every index is in its own samples, not the internal 360 Hz."""
     out = tmp_path / "sel100.json"
