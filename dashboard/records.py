@@ -336,23 +336,30 @@ def _arrange_beats(prepared: PreparedRecord) -> None:
         from ecgcore.catalog import reference_rhythm_episodes
 
         ref_pos, ref_cls = reference_beats(ann.sample, list(ann.symbol))
-        match = match_beats(ref_pos, rpeaks, MATCH_TOLERANCE_S * fs)
-        ref[match.test_index] = ref_cls[match.ref_index]
-        prepared.reference = {"sample": ref_pos, "aami": ref_cls, "missed": match.missed}
-        summary["reference"] = {c: int(np.sum(ref_cls == c)) for c in AAMI_CLASSES}
-        summary["detection"] = {
-            "sensitivity": match.sensitivity, "ppv": match.ppv,
-            "matched": int(match.ref_index.size), "missed": int(match.missed.size),
-            "extra": int(match.extra.size),
-        }
-        if aami.any():
-            summary["per_class"] = _per_class(ref_cls, aami, match)
-        rhythm = [
+        # Some references mark the rhythm only (the MIT-BIH AF Database's .atr): nothing to
+        # score the beats against, but the rhythm bands still come from it.
+        if ref_pos.size:
+            match = match_beats(ref_pos, rpeaks, MATCH_TOLERANCE_S * fs)
+            ref[match.test_index] = ref_cls[match.ref_index]
+            prepared.reference = {"sample": ref_pos, "aami": ref_cls, "missed": match.missed}
+            summary["reference"] = {c: int(np.sum(ref_cls == c)) for c in AAMI_CLASSES}
+            summary["detection"] = {
+                "sensitivity": match.sensitivity, "ppv": match.ppv,
+                "matched": int(match.ref_index.size), "missed": int(match.missed.size),
+                "extra": int(match.extra.size),
+            }
+            if aami.any():
+                summary["per_class"] = _per_class(ref_cls, aami, match)
+        reference_rhythm = [
             dict(e, source="reference")
             for e in reference_rhythm_episodes(
                 ann.sample, list(ann.symbol), list(ann.aux_note), recording.n_samples
             )
-        ] + rhythm
+        ]
+        if reference_rhythm:
+            summary["rhythm_reference"] = _rhythm_agreement(reference_rhythm,
+                                                            analysis.rhythm, fs)
+        rhythm = reference_rhythm + rhythm
     abnormal = (aami != "N") & (aami != "")
     if not aami.any():
         abnormal = binary == "abnormal"
@@ -372,6 +379,27 @@ def _arrange_beats(prepared: PreparedRecord) -> None:
     prepared.rhythm = rhythm
     summary["n_disagree"] = int(disagree.sum())
     prepared.summary = summary
+
+
+SCORED_RHYTHMS = ("AFIB", "AFL", "VT", "IVR", "SVTA", "B", "T", "SBR")
+"""Rhythms found by ecgcore that MIT-BIH's rhythm annotations also name (``(AFIB`` ...)."""
+
+
+def _rhythm_agreement(reference: list[dict[str, Any]], found: list[dict[str, Any]],
+                      fs: float) -> list[dict[str, Any]]:
+    """Per rhythm that either side has, how the episodes found agree with the reference
+    ones (``ecgcore.metrics.episode_agreement``, pooled over this one record)."""
+    from ecgcore.metrics import episode_agreement, pooled_episode_agreement
+    from ecgcore.rhythm import RHYTHM_NAMES
+
+    rows = []
+    for label in SCORED_RHYTHMS:
+        ref = [(e["start"], e["end"]) for e in reference if e["label"] == f"({label}"]
+        det = [(e["start"], e["end"]) for e in found if e["label"] == label]
+        if ref or det:
+            rows.append({"label": label, "name": RHYTHM_NAMES[label],
+                         **pooled_episode_agreement([episode_agreement(ref, det, fs)])})
+    return rows
 
 
 def _per_class(ref_cls: np.ndarray, aami: np.ndarray, match) -> dict[str, dict[str, Any]]:
@@ -406,15 +434,9 @@ def beat_model_inputs(prepared: PreparedRecord):
         found = prepared.extras.get("beat_inputs")
     if found is not None:
         return found
-    from ecgcore.analysis import prepare_lead
-    from ecgcore.beats import beat_inputs
-    from ecgcore.signal import INTERNAL_FS, to_internal_index
+    from ecgcore.analysis import analysis_beat_inputs
 
-    x360, _ = prepare_lead(prepared.recording, prepared.analysis.lead_used)
-    rpeaks360 = np.asarray(
-        to_internal_index(prepared.analysis.rpeaks, prepared.fs), dtype=np.int64
-    )
-    inputs = beat_inputs(x360, rpeaks360, INTERNAL_FS)
+    inputs = analysis_beat_inputs(prepared.recording, prepared.analysis)
     with _extras_lock:
         prepared.extras["beat_inputs"] = inputs
     return inputs

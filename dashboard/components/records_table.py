@@ -27,8 +27,9 @@ def _rows() -> tuple[list[dict], str]:
             if record["duration_s"] else None,
             "rhythms": ", ".join(rhythm_name(code) for code in record["rhythms"]),
         }
+        # Blank, not 0, where the reference marks no beats (no .atr, or a rhythm-only one).
         for c in CLASS_COLUMNS:
-            row[c] = record["beats"][c]
+            row[c] = record["beats"][c] if record["n_beats"] else None
         rows.append(row)
     return rows, str(folder)
 

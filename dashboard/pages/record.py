@@ -286,7 +286,34 @@ def _summary(prepared: PreparedRecord) -> html.Div:
                            "(models with each other or with the reference).", className="small"))
     if prepared.analysis is not None:
         children += _rhythm_and_hrv(prepared.analysis.rhythm_summary, prepared.analysis.hrv)
+    if s.get("rhythm_reference"):
+        children.append(_rhythm_reference_table(s["rhythm_reference"]))
     return html.Div(children)
+
+
+def _rhythm_reference_table(rows: list[dict[str, Any]]) -> html.Div:
+    """The rhythm episodes found against the reference's, as the rhythm benchmark scores
+    them (duration: shared time over the reference's and over ours)."""
+
+    def seconds(total: float, n: int) -> str:
+        return f"{total:.0f} s ({n})"
+
+    body = [
+        html.Tr([html.Td(r["name"]), html.Td(seconds(r["ref_s"], int(r["ref_n"]))),
+                 html.Td(seconds(r["det_s"], int(r["det_n"]))),
+                 html.Td(_number(r["duration_se"], ".1f")),
+                 html.Td(_number(r["duration_ppv"], ".1f"))])
+        for r in rows
+    ]
+    header = ("rhythm", "reference (episodes)", "found (episodes)", "duration Se %",
+              "duration +P %")
+    return html.Div([
+        html.P("Rhythm against the reference annotations (time shared with the "
+               "reference's episodes, over theirs: Se; over ours: +P):",
+               className="small mb-1"),
+        dbc.Table([html.Thead(html.Tr([html.Th(h) for h in header])), html.Tbody(body)],
+                  size="sm", bordered=True, id="rec-summary-rhythm-reference"),
+    ])
 
 
 def _number(value: Any, fmt: str) -> str:
