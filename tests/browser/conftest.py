@@ -36,19 +36,28 @@ LOCAL_HOSTS = {"127.0.0.1", "localhost"}
 @pytest.fixture(scope="session")
 def app_url():
     """The dashboard on a free local port, all 48 MIT-BIH records offered."""
-    from werkzeug.serving import make_server
-
     from dashboard.app import create_app
     from dashboard.config import Config
 
     os.environ["ECG_MITDB_DIR"] = str(MITDB)
-    app = create_app(Config(records_dir=MITDB, debug=False))
+    with serve_in_thread(create_app(Config(records_dir=MITDB, debug=False))) as url:
+        yield url
+
+
+@contextlib.contextmanager
+def serve_in_thread(app):
+    """A Dash app served from a thread of this process on a free local port; yields its
+    base URL and stops it afterwards."""
+    from werkzeug.serving import make_server
+
     server = make_server("127.0.0.1", 0, app.server, threaded=True)
     thread = threading.Thread(target=server.serve_forever, name="dash-test-server", daemon=True)
     thread.start()
-    yield f"http://127.0.0.1:{server.server_port}"
-    server.shutdown()
-    thread.join(timeout=10)
+    try:
+        yield f"http://127.0.0.1:{server.server_port}"
+    finally:
+        server.shutdown()
+        thread.join(timeout=10)
 
 
 class Chromium:
@@ -130,29 +139,36 @@ class Watched:
         assert not self.console_errors, f"console errors: {self.console_errors}"
 
 
+@contextlib.contextmanager
+def browser_users(chromium, base: str, timeout_ms: float = 90_000):
+    """Yields ``make() -> Watched``: each call opens a fresh browser context on ``base``
+    (its own session storage, so its own session id: another user). All are closed
+    afterwards."""
+    contexts = []
+
+    def make() -> Watched:
+        context = chromium.get().new_context(viewport={"width": 1400, "height": 1000})
+        context.set_default_timeout(timeout_ms)
+        contexts.append(context)
+        return Watched(context.new_page(), base)
+
+    try:
+        yield make
+    finally:
+        for context in contexts:
+            with contextlib.suppress(Exception):  # the browser may have died with the test
+                context.close()
+
+
 @pytest.fixture()
 def web(chromium, app_url):
     """A fresh browser context (its own session storage, so its own session id)."""
-    context = chromium.get().new_context(viewport={"width": 1400, "height": 1000})
-    context.set_default_timeout(90_000)
-    watched = Watched(context.new_page(), app_url)
-    yield watched
-    with contextlib.suppress(Exception):  # the browser may have died with the test
-        context.close()
+    with browser_users(chromium, app_url) as make:
+        yield make()
 
 
 @pytest.fixture()
 def new_web(chromium, app_url):
     """Open another, independent browser context (another user)."""
-    contexts = []
-
-    def make() -> Watched:
-        context = chromium.get().new_context(viewport={"width": 1400, "height": 1000})
-        context.set_default_timeout(90_000)
-        contexts.append(context)
-        return Watched(context.new_page(), app_url)
-
-    yield make
-    for context in contexts:
-        with contextlib.suppress(Exception):
-            context.close()
+    with browser_users(chromium, app_url) as make:
+        yield make

@@ -7,55 +7,13 @@ view and the explain page, even with the exact address. Alice keeps it across re
 
 from __future__ import annotations
 
-import contextlib
-import os
 import re
-import sys
-from pathlib import Path
-from urllib.parse import urlparse
 
 import pytest
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from dash_client import Served  # noqa: E402
-
-REPO = Path(__file__).resolve().parents[2]
-MITDB = Path(os.environ.get("ECG_MITDB_DIR", REPO.parent / "shared" / "data" / "mitdb"))
-SCREENSHOTS = REPO / "test-artifacts" / "screenshots"
+from conftest import MITDB, browser_users
+from dash_client import Served
 
 pytestmark = pytest.mark.browser
-
-
-class Watched:
-    """A page whose console errors and off-machine requests are recorded (as conftest's)."""
-
-    def __init__(self, page, base: str) -> None:
-        self.page, self.base = page, base
-        self.console_errors: list[str] = []
-        self.off_machine: list[str] = []
-        page.on("console", lambda m: m.type == "error" and self.console_errors.append(m.text))
-        page.on("pageerror", lambda error: self.console_errors.append(f"pageerror: {error}"))
-        page.route("**/*", self._route)
-
-    def _route(self, route) -> None:
-        url = route.request.url
-        if url.startswith(("data:", "blob:")) or urlparse(url).hostname in {"127.0.0.1",
-                                                                             "localhost"}:
-            route.continue_()
-        else:
-            self.off_machine.append(url)
-            route.abort()
-
-    def goto(self, path: str) -> None:
-        self.page.goto(self.base + path)
-
-    def shot(self, name: str) -> None:
-        SCREENSHOTS.mkdir(parents=True, exist_ok=True)
-        self.page.screenshot(path=str(SCREENSHOTS / f"{name}.png"))
-
-    def check_clean(self) -> None:
-        assert not self.off_machine, f"requests left the machine: {self.off_machine}"
-        assert not self.console_errors, f"console errors: {self.console_errors}"
 
 
 @pytest.fixture(scope="module")
@@ -68,18 +26,8 @@ def gunicorn_url(tmp_path_factory):
 
 @pytest.fixture()
 def users(chromium, gunicorn_url):
-    contexts = []
-
-    def make() -> Watched:
-        context = chromium.get().new_context(viewport={"width": 1400, "height": 1000})
-        context.set_default_timeout(120_000)
-        contexts.append(context)
-        return Watched(context.new_page(), gunicorn_url)
-
-    yield make
-    for context in contexts:
-        with contextlib.suppress(Exception):
-            context.close()
+    with browser_users(chromium, gunicorn_url, timeout_ms=120_000) as make:
+        yield make
 
 
 def test_an_upload_in_one_context_is_not_reachable_from_another(users):
