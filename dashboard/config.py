@@ -45,6 +45,10 @@ class Config:
         Below this visible span, every beat's labels and wave markers are drawn.
     initial_span_s : float
         Span shown when a record is opened.
+    background_after_s : float
+        Recordings at least this long (a Holter file) are analysed in the background on
+        their first opening, while the record view says how far it is; shorter ones
+        (seconds of work) arrive with the page drawn.
     preload_models : bool
         Load the classifiers in the background at start-up, so the first analysis does
         not pay for it.
@@ -61,5 +65,6 @@ class Config:
     points_per_view: int = 3000
     detail_span_s: float = 40.0
     initial_span_s: float = 20.0
+    background_after_s: float = 3600.0
     preload_models: bool = True
     debug: bool = False

@@ -9,7 +9,9 @@ it computes no ECG processing of its own.
 from __future__ import annotations
 
 import contextlib
+import logging
 import threading
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -23,6 +25,7 @@ from ecgcore.errors import EcgError, ModelError
 from ecgcore.recording import Recording
 
 UPLOAD_PREFIX = "upload-"
+_log = logging.getLogger(__name__)
 
 
 class NotAvailableError(EcgError):
@@ -157,12 +160,18 @@ def read_record(
 
 
 class RecordPreparer:
-    """Prepares records once and keeps the last few in memory (thread-safe, bounded)."""
+    """Prepares records once and keeps the last few in memory (thread-safe, bounded).
+
+    A long recording (a Holter file) takes about a minute to analyse: it can be prepared
+    in a background thread (:meth:`start`) while its page says how far it is.
+    """
 
     def __init__(self, max_records: int = 6, ttl_s: float = 3600.0) -> None:
         self._memory = MemoryStore(max_records, ttl_s)
         self._locks: dict[str, threading.Lock] = {}
         self._guard = threading.Lock()
+        self._running: dict[str, threading.Thread] = {}
+        self._failed: dict[str, str] = {}
 
     def get(self, key: str, record_id: str, load, lead: str | None = None) -> PreparedRecord:
         """The prepared record under ``key``, preparing it with ``load()`` -> Recording,
@@ -183,11 +192,58 @@ class RecordPreparer:
         """The prepared record if it is in memory, without preparing it."""
         return self._memory.get(key)
 
+    def start(self, key: str, record_id: str, load, lead: str | None = None) -> bool:
+        """Prepare in a background thread, as :meth:`get` would; True when a thread was
+        started (not when the record is in memory or already being prepared here)."""
+        if self._memory.get(key) is not None:
+            return False
+        with self._guard:
+            running = self._running.get(key)
+            if running is not None and running.is_alive():
+                return False
+            self._failed.pop(key, None)
+            thread = threading.Thread(target=self._prepare_in_background,
+                                      args=(key, record_id, load, lead),
+                                      name=f"prepare-{record_id}", daemon=True)
+            self._running[key] = thread
+        thread.start()
+        return True
 
-def get_prepared(record_id: str, session_id: str | None,
-                 lead: str | None = None) -> PreparedRecord:
+    def _prepare_in_background(self, key: str, record_id: str, load, lead: str | None) -> None:
+        try:
+            self.get(key, record_id, load, lead)
+        except Exception as error:  # noqa: BLE001 - the waiting page must hear of it
+            _log.exception("preparing %s failed", record_id)
+            with self._guard:
+                self._failed[key] = f"{type(error).__name__}: {error}"
+        finally:
+            with self._guard:
+                self._running.pop(key, None)
+
+    def running(self, key: str) -> bool:
+        """Whether :meth:`start` is preparing ``key`` in this process now."""
+        with self._guard:
+            thread = self._running.get(key)
+        return thread is not None and thread.is_alive()
+
+    def failure(self, key: str) -> str | None:
+        """Why the last background preparation of ``key`` failed, if it did."""
+        with self._guard:
+            return self._failed.get(key)
+
+
+def prepared_key(record_id: str, session_id: str | None, lead: str | None = None) -> str:
+    """The key a record is prepared and kept under: uploads per browser session, and per
+    analysed lead."""
+    key = f"{session_id}:{record_id}" if is_upload(record_id) else record_id
+    return f"{key}#lead={lead}" if lead else key
+
+
+def get_prepared(record_id: str, session_id: str | None, lead: str | None = None,
+                 recording: Recording | None = None) -> PreparedRecord:
     """The prepared record for this browser session, from inside a Dash callback, analysed
     on ``lead`` (a lead name; None: :func:`ecgcore.recording.preferred_lead`).
+    ``recording``: the record's recording when the caller has already read it.
 
     Raises
     ------
@@ -197,14 +253,95 @@ def get_prepared(record_id: str, session_id: str | None,
     from dashboard import context
 
     cfg = context.config()
-    key = f"{session_id}:{record_id}" if is_upload(record_id) else record_id
-    if lead:
-        key = f"{key}#lead={lead}"
     return context.records().get(
-        key, record_id,
-        lambda: read_record(record_id, session_id, context.sessions(), cfg.records_dir),
+        prepared_key(record_id, session_id, lead), record_id,
+        (lambda: recording) if recording is not None else
+        (lambda: read_record(record_id, session_id, context.sessions(), cfg.records_dir)),
         lead or None,
     )
+
+
+def start_long_preparation(record_id: str | None, session_id: str | None,
+                           lead: str | None = None) -> dict[str, Any] | Recording | None:
+    """Start analysing a long recording in the background, for a page that polls for it.
+
+    Returns
+    -------
+    dict, Recording or None
+        A dict when a preparation is under way (``key``, ``analysis_key``, ``record_id``,
+        ``lead``, ``duration_s``, ``leads``, ``fs``, ``started``); the recording, read,
+        when it is long but its analysis is already on disk (prepare it at once); None
+        when the record is short (:attr:`Config.background_after_s`), already in memory,
+        or cannot be read (preparing it at once says why).
+    """
+    from dashboard import context
+    from ecgcore.cache import analysis_cached, analysis_key
+    from ecgcore.catalog import record_duration_s
+
+    if not record_id:
+        return None
+    cfg = context.config()
+    key = prepared_key(record_id, session_id, lead)
+    if context.records().peek(key) is not None:
+        return None
+    try:
+        if is_upload(record_id):
+            found = context.sessions().get(session_id or "", record_id)
+            duration = found.duration_s if found is not None else 0.0
+        else:
+            duration = record_duration_s(record_id, cfg.records_dir)
+        if duration < cfg.background_after_s:
+            return None
+        recording = read_record(record_id, session_id, context.sessions(), cfg.records_dir)
+        analysed = analysis_key(recording, lead)
+    except EcgError:
+        return None
+    if analysis_cached(analysed):
+        return recording
+    context.records().start(key, record_id, lambda: recording, lead)
+    return {"key": key, "analysis_key": analysed, "record_id": record_id, "lead": lead,
+            "duration_s": recording.duration_s, "leads": list(recording.leads),
+            "fs": recording.fs, "started": time.time()}
+
+
+def preparation_status(pending: dict[str, Any], session_id: str | None) -> dict[str, Any]:
+    """Where the background preparation of :func:`start_long_preparation` stands.
+
+    It may run in another worker process of the server than the one asked: the disk
+    cache's progress marker (:func:`ecgcore.cache.analysis_progress`) says where. When
+    nothing runs anywhere and nothing is ready (a worker restarted), it starts here.
+
+    Returns
+    -------
+    dict
+        ``ready`` (bool), ``error`` (str or None), ``stage`` and ``stage_index`` and
+        ``stages`` (from the progress marker, or None).
+    """
+    from dashboard import context
+    from ecgcore.cache import analysis_cached, analysis_progress
+
+    key = pending["key"]
+    records = context.records()
+    status: dict[str, Any] = {"ready": False, "error": None, "stage": None,
+                              "stage_index": None, "stages": None}
+    if records.peek(key) is not None or analysis_cached(pending["analysis_key"]):
+        return {**status, "ready": True}
+    failure = records.failure(key)
+    if failure is not None:
+        return {**status, "error": failure}
+    marker = analysis_progress(pending["analysis_key"])
+    if marker is not None:
+        return {**status, "stage": marker.get("stage"),
+                "stage_index": marker.get("stage_index"), "stages": marker.get("stages")}
+    if not records.running(key):
+        # Read in the background thread, which has no request context: take what it
+        # needs now.
+        record_id, sessions = pending["record_id"], context.sessions()
+        records_dir = context.config().records_dir
+        records.start(key, record_id,
+                      lambda: read_record(record_id, session_id, sessions, records_dir),
+                      pending.get("lead"))
+    return status
 
 
 _failure_lock = threading.Lock()

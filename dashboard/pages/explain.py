@@ -22,8 +22,10 @@ from dashboard.records import (
     explanation,
     get_prepared,
     record_href,
+    start_long_preparation,
 )
 from ecgcore.errors import EcgError
+from ecgcore.recording import Recording
 
 dash.register_page(__name__, path="/explain", name="Explain", order=4)
 
@@ -240,8 +242,20 @@ def explain(params, session_id):
         index = int(beat)
     except (TypeError, ValueError):
         return dbc.Alert(f"{beat!r} is not a beat number.", color="warning")
+    lead = params.get("lead") or None
+    # A long recording not analysed yet: analysed in the background, as its record view
+    # does, rather than for a minute inside this callback.
+    started = start_long_preparation(str(record), session_id, lead)
+    if isinstance(started, dict):
+        return dbc.Alert(
+            [f"This {started['duration_s'] / 3600.0:.1f}-hour recording is being analysed on "
+             "its first opening; ",
+             dcc.Link("its record view", href=record_href(str(record), lead)),
+             " says how far it is. Come back to this beat when it is drawn."],
+            color="info", id="explain-pending")
     try:
-        prepared = get_prepared(str(record), session_id, params.get("lead") or None)
+        prepared = get_prepared(str(record), session_id, lead,
+                                started if isinstance(started, Recording) else None)
     except EcgError as error:
         return dbc.Alert(str(error), color="danger")
     if prepared.analysis is None or not prepared.beats:

@@ -7,6 +7,7 @@ recordings share this page. The heavy part (reading, the cached analysis) runs o
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 import dash
@@ -34,11 +35,14 @@ from dashboard.records import (
     explain_href,
     get_prepared,
     is_upload,
+    preparation_status,
     record_href,
+    start_long_preparation,
 )
-from ecgcore.analysis import BINARY_THRESHOLD
+from ecgcore.analysis import ANALYSIS_STAGES, BINARY_THRESHOLD, describe_stage
 from ecgcore.beats import AAMI_CLASSES
 from ecgcore.errors import EcgError
+from ecgcore.recording import Recording
 
 dash.register_page(__name__, path_template="/record/<name>", name="Record", order=1)
 
@@ -98,9 +102,89 @@ def layout(name: str | None = None, ecg_session: str | None = None, lead: str | 
     ``ecg_session`` is the tab's session id (the app passes it to every page's layout), so
     uploads open here too. ``lead`` (``?lead=V1``) analyses that lead instead of the
     default one. On a first visit the analysis runs before the page is sent; the app's
-    page loader says so meanwhile.
+    page loader says so meanwhile. A long recording (:attr:`Config.background_after_s`)
+    is analysed in the background instead, and the page says how far it is until it can
+    be drawn.
     """
-    return _page(name, first_view(name, ecg_session, lead=lead or None))
+    lead = lead or None
+    started = start_long_preparation(name, ecg_session, lead)
+    if isinstance(started, dict):
+        return _pending_page(name, started)
+    recording = started if isinstance(started, Recording) else None
+    return _page(name, first_view(name, ecg_session, lead=lead, recording=recording))
+
+
+PROGRESS_POLL_MS = 1000
+SPINNER = "spinner-border spinner-border-sm me-2"
+
+
+def _pending_page(name: str | None, pending: dict[str, Any]) -> html.Div:
+    leads = pending["leads"]
+    return html.Div(
+        [
+            dcc.Store(id="rec-pending", data=pending),
+            dcc.Store(id="rec-pending-ready"),
+            dcc.Store(id="rec-pending-reload"),
+            dcc.Interval(id="rec-progress-poll", interval=PROGRESS_POLL_MS),
+            html.H2(f"Record {name}" if not is_upload(name or "") else "Uploaded recording",
+                    id="rec-title"),
+            html.Div(
+                f"{len(leads)} lead(s): {', '.join(leads)} · {pending['fs']:g} Hz · "
+                f"{format_hms(pending['duration_s'])}",
+                className="text-muted",
+            ),
+            dbc.Alert(
+                [html.Span(className=SPINNER, role="status", id="rec-progress-spinner"),
+                 html.Span(_progress_text(None, pending), id="rec-progress-text")],
+                id="rec-progress", color="info", className="py-2 mt-2",
+            ),
+        ]
+    )
+
+
+def _progress_text(status: dict[str, Any] | None, pending: dict[str, Any]) -> str:
+    elapsed = max(0.0, time.time() - float(pending["started"]))
+    hours = float(pending["duration_s"]) / 3600.0
+    text = (f"Analysing this {hours:.1f}-hour recording on its first opening: {elapsed:.0f} s "
+            "so far")
+    if status and status.get("stage") in ANALYSIS_STAGES:
+        text += f", {describe_stage(status['stage'])}"
+    return text + (". The page is drawn when it is done; the analysis is kept for later "
+                   "visits.")
+
+
+@callback(
+    Output("rec-progress-text", "children"),
+    Output("rec-progress", "color"),
+    Output("rec-progress-spinner", "className"),
+    Output("rec-progress-poll", "disabled"),
+    Output("rec-pending-ready", "data"),
+    Input("rec-progress-poll", "n_intervals"),
+    State("rec-pending", "data"),
+    State("session-id", "data"),
+    prevent_initial_call=True,
+)
+def poll_preparation(_n, pending, session_id):
+    """Say how far the background analysis is; once it is done, the page reloads."""
+    if not pending:
+        return dash.no_update, dash.no_update, "d-none", True, dash.no_update
+    status = preparation_status(pending, session_id)
+    if status["error"]:
+        return (f"The analysis failed: {status['error']}", "danger", "d-none", True,
+                dash.no_update)
+    if status["ready"]:
+        return "Analysed: drawing the record…", "success", SPINNER, True, True
+    return _progress_text(status, pending), "info", SPINNER, False, dash.no_update
+
+
+# Drawn by the server as a full page: reloading asks for the page again, now ready.
+dash.clientside_callback(
+    "function (ready) { if (ready) { window.location.reload(); } "
+    "return window.dash_clientside.no_update; }",
+    Output("rec-pending-reload", "data"),
+    Input("rec-pending-ready", "data"),
+    prevent_initial_call=True,
+)
 
 
 def _page(name: str | None, first: dict[str, Any]) -> html.Div:
@@ -369,13 +453,14 @@ FIRST_VIEW_KEYS = ("info", "alerts", "lead_options", "leads", "summary", "trend"
 
 def first_view(
     record_id: str | None, session_id: str | None, layers: list[str] | None = None,
-    lead: str | None = None,
+    lead: str | None = None, recording: Recording | None = None,
 ) -> dict[str, Any]:
     """Everything the record view shows when it opens, keyed by :data:`FIRST_VIEW_KEYS`.
 
     Reads and analyses the record through the cache (:func:`get_prepared`); a record that
     cannot be opened gives an alert and empty figures. ``layers``: the waveform's layers
-    (default :data:`DEFAULT_LAYERS`); ``lead``: the lead to analyse (None: the default).
+    (default :data:`DEFAULT_LAYERS`); ``lead``: the lead to analyse (None: the default);
+    ``recording``: the record's recording, when already read.
     """
     empty = {"info": "", "alerts": [], "lead_options": [], "leads": [], "summary": "",
              "trend": EMPTY_FIGURE, "ready": None, "wave": EMPTY_FIGURE, "view": None,
@@ -384,7 +469,7 @@ def first_view(
     if not record_id:
         return {**empty, "alerts": [_alert("No record given.", "danger")]}
     try:
-        prepared = get_prepared(record_id, session_id, lead)
+        prepared = get_prepared(record_id, session_id, lead, recording)
     except EcgError as error:
         return {**empty, "alerts": [_alert(str(error), "danger")]}
     alerts = [_alert(n) for n in prepared.notices]
