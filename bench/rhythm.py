@@ -666,25 +666,32 @@ def af_errors(data: dict[str, dict], runs: dict[str, dict], min_s: float = 1.0) 
     return rows
 
 
+AF_PIECE_GRID_S = (5.0, 10.0, 20.0, 30.0)
+"""Shortest AF/flutter piece kept between cut-out ventricular rhythms, tried on DS1."""
+
+
 def af_yield_table(data: dict[str, dict], settings: list[str],
-                   cnn) -> tuple[list[dict], bool]:
+                   cnn) -> tuple[list[dict], bool, float]:
     """AFIB duration Se / +P with and without cutting ventricular rhythms (VT, IVR,
-    bigeminy, trigeminy) out of the AF episodes (AF_YIELD_TO_VENTRICULAR), DS1 and all."""
+    bigeminy, trigeminy) out of the AF episodes (AF_YIELD_TO_VENTRICULAR), and with the
+    cut on, dropping the pieces left shorter than each of :data:`AF_PIECE_GRID_S`
+    (AF_MIN_PIECE_AFTER_CUT_S), DS1 and all. Also returns the module's two values."""
     from ecgcore import rhythm
 
     records = mitdb_records()
     out = []
+    variants = [(False, 0.0), (True, 0.0)] + [(True, s) for s in AF_PIECE_GRID_S]
     for setting in settings:
-        for on in (False, True):
-            with _Patched(AF_YIELD_TO_VENTRICULAR=on):
+        for on, shortest in variants:
+            with _Patched(AF_YIELD_TO_VENTRICULAR=on, AF_MIN_PIECE_AFTER_CUT_S=shortest):
                 runs = {r: run_record(data[r], setting, cnn)["AFIB"] for r in records}
-            row = {"setting": setting, "on": on}
+            row = {"setting": setting, "on": on, "shortest_piece_s": shortest}
             for g, recs in (("DS1", DS1), ("all", records)):
                 a = pooled_episode_agreement([runs[r] for r in recs])
                 row[g] = [a["duration_se"], a["duration_ppv"],
                           round(_hmean(a["duration_se"], a["duration_ppv"]), 2)]
             out.append(row)
-    return out, rhythm.AF_YIELD_TO_VENTRICULAR
+    return out, rhythm.AF_YIELD_TO_VENTRICULAR, rhythm.AF_MIN_PIECE_AFTER_CUT_S
 
 
 HRV_RECORDS = ("100", "103", "113", "117", "122", "123", "234")
@@ -780,12 +787,16 @@ def main() -> int:
                       ["noise_pct"], 1) for r in records}
     hrv_rows = hrv_table(data)
     errors = {s: af_errors(data, per_record[s]) for s in settings if s in ("cnn", "ref_classes")}
-    yield_rows, yield_module = af_yield_table(
+    yield_rows, yield_module, piece_module = af_yield_table(
         data, [s for s in ("ref_classes", "cnn") if s in settings], cnn)
-    ref_yield = {row["on"]: row["DS1"][2] for row in yield_rows
+    ref_yield = {(row["on"], row["shortest_piece_s"]): row["DS1"][2] for row in yield_rows
                  if row["setting"] == "ref_classes"}
     # A convention (MIT-BIH labels the ventricular rhythm), kept unless DS1 says it hurts.
-    yield_choice = ref_yield[True] >= ref_yield[False] - AF_TIE_POINTS
+    yield_choice = ref_yield[True, 0.0] >= ref_yield[False, 0.0] - AF_TIE_POINTS
+    # Dropping the short pieces is a change: only if DS1 rises by more than a tie.
+    best_piece = max(AF_PIECE_GRID_S, key=lambda s: (ref_yield[True, s], -s))
+    piece_choice = (best_piece if ref_yield[True, best_piece]
+                    > ref_yield[True, 0.0] + AF_TIE_POINTS else 0.0)
     payload = {
         "machine": machine(),
         "overlap_rule": OVERLAP_RULE,
@@ -800,7 +811,9 @@ def main() -> int:
         "hrv": hrv_rows,
         "af_errors": errors,
         "af_yield_to_ventricular": {"rows": yield_rows, "chosen": yield_choice,
-                                    "module": yield_module},
+                                    "module": yield_module,
+                                    "chosen_shortest_piece_s": piece_choice,
+                                    "module_shortest_piece_s": piece_module},
         "seconds": round(time.perf_counter() - start, 1),
         "code_digest": _code_digest(),
     }
@@ -875,10 +888,20 @@ def main() -> int:
               "convention, kept unless the DS1 harmonic mean (setting `ref_classes`) falls by "
               f"more than {AF_TIE_POINTS}. Chosen: {'on' if yield_choice else 'off'}; module "
               f"{'on' if yield_module else 'off'} "
-              f"({'matches' if yield_choice == yield_module else 'DIFFERS'}).", "",
-              "| setting | cut | DS1 | all (information) |", "|---|---|---|---|"]
+              f"({'matches' if yield_choice == yield_module else 'DIFFERS'}). With the cut "
+              "on, the pieces of AF left shorter than a length can be dropped (a piece of a "
+              "few seconds between two bigeminy runs is hardly an AF episode); a change, so "
+              "kept only if the DS1 harmonic mean (setting `ref_classes`) rises by more than "
+              f"{AF_TIE_POINTS}. Chosen: "
+              f"{f'{piece_choice:g} s' if piece_choice else 'every piece kept'}; module "
+              f"{f'{piece_module:g} s' if piece_module else 'every piece kept'} "
+              f"({'matches' if piece_choice == piece_module else 'DIFFERS'}).", "",
+              "| setting | cut | shortest piece kept | DS1 | all (information) |",
+              "|---|---|---|---|---|"]
     for row in yield_rows:
-        lines.append(f"| {row['setting']} | {'on' if row['on'] else 'off'} | "
+        piece = (f"{row['shortest_piece_s']:g} s" if row["shortest_piece_s"]
+                 else ("any" if row["on"] else "-"))
+        lines.append(f"| {row['setting']} | {'on' if row['on'] else 'off'} | {piece} | "
                      f"{_fmt(row['DS1'][0])} / {_fmt(row['DS1'][1])} / {row['DS1'][2]:.2f} | "
                      f"{_fmt(row['all'][0])} / {_fmt(row['all'][1])} / {row['all'][2]:.2f} |")
     lines += ["", "## Unreadable (NOISE) time found, % of record (no reference)", "",

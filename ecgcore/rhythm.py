@@ -179,6 +179,11 @@ AF_YIELD_TO_VENTRICULAR = True
 """Ventricular rhythms found inside AF (VT, IVR, bigeminy, trigeminy) are cut out of the
 AF and flutter episodes: rhythm labels are exclusive, and MIT-BIH labels such a
 stretch by its ventricular rhythm while AF goes on beneath it."""
+AF_MIN_PIECE_AFTER_CUT_S = 0.0
+"""AF and flutter pieces left between the ventricular rhythms cut out of an episode are
+dropped when shorter than this (0: every piece kept). Off: on DS1 every length tried
+lowers the AF duration harmonic mean (bench/rhythm.py); MIT-BIH's own AF episodes are
+cut as short by its ventricular rhythm annotations."""
 AFL_DETECT = True
 """Split atrial flutter off the AF episodes by the organisation of the atrial activity."""
 AFL_BLOCK_S = 10.0
@@ -1216,8 +1221,11 @@ def ecg_rhythm(
         if AF_YIELD_TO_VENTRICULAR:
             ventricular = vt + ivr + big + tri
             found = [(lab, s, e) for lab, s, e in found if lab not in ("AFIB", "AFL")]
-            found += [("AFIB", s, e) for s, e in _subtract(af_only, ventricular)]
-            found += [("AFL", s, e) for s, e in _subtract(afl, ventricular)]
+            shortest = AF_MIN_PIECE_AFTER_CUT_S * fs
+            found += [("AFIB", s, e) for s, e in _subtract(af_only, ventricular)
+                      if e - s >= shortest]
+            found += [("AFL", s, e) for s, e in _subtract(afl, ventricular)
+                      if e - s >= shortest]
 
     if r.size >= SINUS_WINDOW_BEATS:
         allowed = ~_in_any(r, busy)

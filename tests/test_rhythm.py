@@ -444,6 +444,33 @@ def test_ventricular_runs_are_cut_out_of_af():
     assert rhythm.AF_YIELD_TO_VENTRICULAR
 
 
+def test_short_af_pieces_between_ventricular_runs_dropped_only_when_set(monkeypatch):
+    # AF with two bigeminy-length ventricular runs 6 s apart: the 6 s of AF between them
+    # stay by default (MIT-BIH cuts its AF as short) and go with a 10 s minimum.
+    from ecgcore import rhythm
+
+    rng = np.random.default_rng(8)
+    rr = rng.uniform(0.45, 1.1, 301)
+    rr[150:158] = 0.4
+    rr[166:174] = 0.4
+    rpeaks = (100 + np.cumsum(rr * FS)).astype(np.int64)
+    classes = np.full(rpeaks.size, "N")
+    classes[150:158] = "V"
+    classes[166:174] = "V"
+    x = _synthetic_ecg(rpeaks, int(rpeaks[-1] + FS))
+    none = np.full(rpeaks.size, np.nan)
+
+    def pieces():
+        found = ecg_rhythm(x, rpeaks, FS, beat_classes=classes, p_peaks=none)
+        return sorted(e - s for s, e in _intervals(found, "AFIB"))
+
+    assert rhythm.AF_MIN_PIECE_AFTER_CUT_S == 0.0
+    kept = pieces()
+    assert len(kept) == 3 and kept[0] < 10 * FS
+    monkeypatch.setattr(rhythm, "AF_MIN_PIECE_AFTER_CUT_S", 10.0)
+    assert pieces() == kept[1:]
+
+
 def test_af_shorter_than_30_s_is_not_reported():
     # Sinus rhythm with P waves, and one irregular stretch without P waves: 25 s is
     # below the clinical definition of an AF episode (30 s), 60 s is above it. (The
