@@ -132,7 +132,7 @@ def load_record(record: str) -> dict:
 
 # --- Scoring ------------------------------------------------------------------------
 
-SCORED = ("AFIB", "AFL", "VT", "IVR", "SVTA", "B", "T", "SBR", "PAUSE", "NOISE")
+SCORED = ("AFIB", "AFL", "VFL", "VT", "IVR", "SVTA", "B", "T", "SBR", "PAUSE", "NOISE")
 CLASS_RHYTHMS = ("VT", "IVR", "SVTA", "B", "T")
 OVERLAP_RULE = (
     "Episode Se: a reference episode counts as found when a detected episode of the same "
@@ -570,6 +570,51 @@ def _vt_score(data: dict[str, dict], records: list[str], inputs: dict, noise: di
             "found": a["ref_found"], "ref_n": a["ref_n"], "det_n": a["det_n"]}
 
 
+VF_GRID_LEAKAGE = (0.35, 0.4, 0.45, 0.5, 0.55, 0.6, 0.65, 0.7)
+VF_GRID_MIN_S = (4.0, 6.0, 8.0)
+
+
+def tune_vf(data: dict[str, dict]) -> dict:
+    """DS1 grid over the VF filter's leakage threshold and the shortest episode.
+
+    Rule: the highest harmonic mean of DS1 VFL duration Se and +P; among the settings
+    within :data:`AF_TIE_POINTS` of it, the lowest leakage threshold, then the longest
+    shortest episode (the fewest false alarms). DS1's ventricular flutter is all in 207
+    (six episodes, 143 s); the other DS1 records say what the filter takes for it
+    where there is none. DS2 has no VFL: its detected time is all false (held out).
+    """
+    from ecgcore import rhythm
+
+    saved = (rhythm.VF_MAX_LEAKAGE, rhythm.VF_MIN_DURATION_S)
+    records = mitdb_records()
+    refs = {r: reference_intervals(data[r])["VFL"] for r in records}
+    grid = []
+    for leak in VF_GRID_LEAKAGE:
+        for shortest in VF_GRID_MIN_S:
+            with _Patched(VF_MAX_LEAKAGE=leak, VF_MIN_DURATION_S=shortest):
+                found = {r: rhythm.vf_episodes(data[r]["x"], FS, data[r]["rpeaks"])
+                         for r in records}
+            scores = {g: pooled_episode_agreement([score_record(refs[r], found[r])
+                                                   for r in recs])
+                      for g, recs in (("DS1", DS1), ("DS2", DS2), ("all", records))}
+            grid.append({"max_leakage": leak, "min_duration_s": shortest,
+                         "ds1": scores["DS1"], "ds2_false_s": scores["DS2"]["det_s"],
+                         "all": scores["all"],
+                         "score": round(_hmean(scores["DS1"]["duration_se"],
+                                               scores["DS1"]["duration_ppv"]), 2),
+                         "false_records": sorted(
+                             r for r in records
+                             if any(not any(a < e and s < b for a, b in refs[r])
+                                    for s, e in found[r]))})
+    best = max(g["score"] for g in grid)
+    tied = [g for g in grid if g["score"] >= best - AF_TIE_POINTS]
+    chosen = min(tied, key=lambda g: (g["max_leakage"], -g["min_duration_s"]))
+    return {"grid": grid, "chosen": {"VF_MAX_LEAKAGE": chosen["max_leakage"],
+                                     "VF_MIN_DURATION_S": chosen["min_duration_s"]},
+            "module": {"VF_MAX_LEAKAGE": saved[0], "VF_MIN_DURATION_S": saved[1]},
+            "module_matches": saved == (chosen["max_leakage"], chosen["min_duration_s"])}
+
+
 def tune_vt(data: dict[str, dict], cnn) -> dict:
     """DS1 choice of the VT rule's options and missed-beat search (setting cnn, else
     ref_classes).
@@ -739,6 +784,10 @@ def main() -> int:
     from ecgcore import rhythm
 
     cnn, cnn_error = _load_cnn()
+    # Ventricular flutter needs no beats, and every other rhythm yields to it: first.
+    vf_tuning = tune_vf(data)
+    for k, v in vf_tuning["chosen"].items():
+        setattr(rhythm, k, v)
     tuning = tune_af(data, cnn)
     for k, key in (("AF_IRREGULARITY", "irregularity"), ("AF_MAX_P_FRACTION", "max_p_fraction"),
                    ("AF_PR_TOLERANCE_S", "pr_tolerance_s"),
@@ -808,6 +857,7 @@ def main() -> int:
         "af_tuning_ds1": tuning,
         "afl_tuning_ds1": afl_tuning,
         "vt_tuning_ds1": vt_tuning,
+        "vf_tuning_ds1": vf_tuning,
         "hrv": hrv_rows,
         "af_errors": errors,
         "af_yield_to_ventricular": {"rows": yield_rows, "chosen": yield_choice,
@@ -1008,6 +1058,23 @@ def main() -> int:
         lines.append(f"| {g['threshold'] if g['threshold'] is not None else 'no flutter'} | "
                      f"{_fmt(g['afib_se'])} | {_fmt(g['afib_ppv'])} | {_fmt(g['afl_se'])} | "
                      f"{_fmt(g['afl_ppv'])} | {g['afl_det_s']:.0f} |")
+    vf = vf_tuning
+    lines += ["", "## Ventricular flutter or fibrillation (VFL) on DS1: the VF filter", "",
+              "Rule: the highest harmonic mean of DS1 VFL duration Se and +P; among those "
+              f"within {AF_TIE_POINTS} of it, the lowest leakage threshold, then the longest "
+              "shortest episode. DS1's ventricular flutter is all in 207 (six episodes); DS2 "
+              "has none, so its VFL time is all false (held out). Chosen: "
+              f"{vf['chosen']}; module ({'matches' if vf['module_matches'] else differs})."
+              "", "", "| leakage <= | shortest s | DS1 episodes found / ref, det | DS1 "
+              "duration Se / +P | DS2 false s | all 48 duration Se / +P | records with a "
+              "false episode |", "|---|---|---|---|---|---|---|"]
+    for g in vf["grid"]:
+        d1, a48 = g["ds1"], g["all"]
+        lines.append(f"| {g['max_leakage']} | {g['min_duration_s']:g} | {d1['ref_found']:.0f}"
+                     f" / {d1['ref_n']:.0f}, {d1['det_n']:.0f} | {_fmt(d1['duration_se'])} / "
+                     f"{_fmt(d1['duration_ppv'])} | {g['ds2_false_s']:.0f} | "
+                     f"{_fmt(a48['duration_se'])} / {_fmt(a48['duration_ppv'])} | "
+                     f"{', '.join(g['false_records']) or 'none'} |")
     vt = vt_tuning
     lines += ["", f"## VT rule on DS1 (setting `{vt['setting']}`, VT episodes)", "",
               "Rule: highest DS1 episode Se, then highest DS1 episode +P, then fewest options "

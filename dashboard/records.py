@@ -518,7 +518,7 @@ def _arrange_beats(prepared: PreparedRecord) -> None:
     prepared.summary = summary
 
 
-SCORED_RHYTHMS = ("AFIB", "AFL", "VT", "IVR", "SVTA", "B", "T", "SBR")
+SCORED_RHYTHMS = ("AFIB", "AFL", "VFL", "VT", "IVR", "SVTA", "B", "T", "SBR")
 """Rhythms found by ecgcore that MIT-BIH's rhythm annotations also name (``(AFIB`` ...)."""
 
 

@@ -639,8 +639,15 @@ def analyze(
 
     start = stage("rhythm")
     from ecgcore.hrv import hrv_summary
-    from ecgcore.rhythm import ecg_rhythm, rhythm_summary
+    from ecgcore.rhythm import ecg_rhythm, mains_folds_into_vf_band, rhythm_summary
 
+    look_for_vf = not mains_folds_into_vf_band(recording.fs)
+    if not look_for_vf:
+        warnings.append(
+            f"ventricular flutter or fibrillation is not looked for: at "
+            f"{recording.fs:g} Hz, mains hum picked up by a device without an anti-alias "
+            "filter would look just like it"
+        )
     missing360 = None
     if raw_missing.any():
         nearest = np.round(np.arange(x360.size) * recording.fs / INTERNAL_FS).astype(np.int64)
@@ -652,6 +659,7 @@ def analyze(
         beat_classes=network360,
         p_peaks=points360["p_peak"],
         missing=missing360,
+        look_for_vf=look_for_vf,
     )
     # The rhythm is found from the network's own labels (S beats are left out of the AF RR
     # series), the labels its settings were chosen with: rerun with the morphology rule's
@@ -662,8 +670,10 @@ def analyze(
     # irregularity series and could grow the episodes that relabelled them.
     # Durations and percentages do not depend on the rate, so the summary is made at 360 Hz.
     summary = rhythm_summary(episodes360, x360.size, INTERNAL_FS)
-    # HRV is about sinus rhythm: AF, flutter and unreadable stretches are left out.
-    skip = [(e["start"], e["end"]) for e in episodes360 if e["label"] in ("AFIB", "AFL", "NOISE")]
+    # HRV is about sinus rhythm: AF, flutter (atrial or ventricular) and unreadable
+    # stretches are left out.
+    skip = [(e["start"], e["end"]) for e in episodes360
+            if e["label"] in ("AFIB", "AFL", "VFL", "NOISE")]
     # NN intervals are between beats served N (the rhythm rule aside: it acts in AF only,
     # which HRV leaves out).
     hrv = hrv_summary(rpeaks360, INTERNAL_FS, beat_classes=checked360, exclude=skip)

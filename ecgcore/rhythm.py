@@ -1,11 +1,12 @@
-"""Rhythm episodes: atrial fibrillation, ventricular and supraventricular runs, bigeminy,
-trigeminy, sinus bradycardia and tachycardia, pauses and unreadable stretches.
+"""Rhythm episodes: atrial fibrillation and flutter, ventricular flutter or fibrillation,
+ventricular and supraventricular runs, bigeminy, trigeminy, sinus bradycardia and
+tachycardia, pauses and unreadable stretches.
 
 Everything works on one sampling rate ``fs`` (the pipeline calls it at the internal
 360 Hz) and returns plain ``{"label", "start", "end"}`` episodes in samples of that rate.
-Labels are the MIT-BIH rhythm codes where one exists (``AFIB``, ``AFL``, ``VT``,
-``SVTA``, ``B``, ``T``, ``SBR``, ``IVR``) and short codes of ours otherwise (``STACH``,
-``PAUSE``, ``NOISE``); :data:`RHYTHM_NAMES` gives the plain names for display.
+Labels are the MIT-BIH rhythm codes where one exists (``AFIB``, ``AFL``, ``VFL``,
+``VT``, ``SVTA``, ``B``, ``T``, ``SBR``, ``IVR``) and short codes of ours otherwise
+(``STACH``, ``PAUSE``, ``NOISE``); :data:`RHYTHM_NAMES` gives the plain names for display.
 
 An episode runs from the R peak of its first beat to the R peak of the first beat after
 it (the MIT-BIH convention: a rhythm annotation sits on the first beat of the new rhythm).
@@ -33,6 +34,10 @@ Ventricular tachycardia is a run of at least three ventricular beats faster than
 (:func:`ventricular_runs`); a beat the detector skipped inside a fast run is looked for
 in the signal first (:func:`recover_missed_beats`).
 
+Ventricular flutter and fibrillation are found without beats, by the VF filter
+(:func:`vf_episodes`): their waves are nearly sinusoidal, which QRS complexes and noise
+are not; every other rhythm yields to them.
+
 Every threshold was chosen on the DS1 records with ``bench/rhythm.py`` (its grids are in
 ``bench/results/rhythm.md``).
 """
@@ -58,6 +63,7 @@ RHYTHM_NAMES: dict[str, str] = {
     "STACH": "Sinus tachycardia",
     "PAUSE": "Pause",
     "NOISE": "Unreadable signal (noise or leads off)",
+    "VFL": "Ventricular flutter or fibrillation",
 }
 """Rhythm code -> plain name, for the views."""
 
@@ -249,6 +255,41 @@ NOISE_HF_RATIO = 0.12
 record's typical QRS amplitude."""
 NOISE_MIN_DURATION_S = 3.0
 NOISE_MERGE_GAP_S = 2.0
+VF_DETECT = True
+"""Look for ventricular flutter and fibrillation (:func:`vf_episodes`)."""
+VF_WINDOW_S = 4.0
+"""Length of the windows the VF filter is applied to."""
+VF_STEP_S = 2.0
+"""Step between the windows (they overlap by half)."""
+VF_MAX_LEAKAGE = 0.6
+"""Largest VF-filter leakage (:func:`vf_leakage`) of a window taken for ventricular
+flutter or fibrillation (chosen on DS1 with the shortest episode; from 0.7 on, other
+records' QRS complexes pass for flutter)."""
+VF_RATE_HZ = (2.5, 8.0)
+"""Frequencies the VF filter may find in ventricular flutter or fibrillation (150 to 480
+cycles per minute)."""
+VF_MIN_DURATION_S = 8.0
+"""Shortest ventricular flutter or fibrillation episode reported."""
+VF_MAX_QRS_PROMINENCE = 1.2
+"""A window whose detected beats stand this many times above the oscillation around them
+(peak-to-peak) holds QRS complexes, not flutter waves: not VF. Set from physiology, not
+tuned: a device sampling near 54 Hz folds 50 Hz mains to a 4 Hz sinusoid, which the
+filter alone takes for flutter (tests/test_rhythm.py)."""
+VF_REGULAR_RATE_BPM = (40.0, 150.0)
+"""A window with at least 3 detected beats at a rate in this range whose RR intervals
+spread by less than :data:`VF_REGULAR_SPREAD` of their median is an organised rhythm,
+not VF."""
+VF_REGULAR_SPREAD = 0.25
+"""Largest spread (longest minus shortest) of a regular window's RR intervals, as a
+fraction of their median."""
+VF_MONOMORPHIC_CORR = 0.8
+"""A window with at least 3 detected beats whose consecutive QRS complexes correlate
+this well (median) repeats one QRS shape: a monomorphic ventricular tachycardia or
+another organised rhythm, not fibrillation, whose waves change from one to the next.
+The correlation :data:`VT_MISSED_MIN_CORR` asks of a beat like its run's."""
+MAINS_HZ = (50.0, 60.0)
+"""Mains frequencies: a device without an anti-alias filter sampling near one of them
+folds the hum to a low-frequency sinusoid (:func:`mains_folds_into_vf_band`)."""
 ECTOPIC_CLASSES: tuple[str, ...] = ("V", "F", "Q", "S")
 """Beats left out of the AF RR series when classes are given (Q: paced or unknown; S:
 premature atrial beats, which make sinus rhythm look irregular)."""
@@ -311,6 +352,125 @@ def _in_any(positions: np.ndarray, intervals: list[tuple[int, int]]) -> np.ndarr
     for s, e in intervals:
         mask |= (positions >= s) & (positions < e)
     return mask
+
+
+# --- Ventricular flutter and fibrillation --------------------------------------------
+
+
+def vf_leakage(x: np.ndarray, fs: float) -> dict[str, np.ndarray]:
+    """The VF filter (Kuo and Dillman 1978) over windows of the lead.
+
+    Per :data:`VF_WINDOW_S` window every :data:`VF_STEP_S`: the signal's mean frequency
+    is estimated from its mean absolute value over its mean absolute slope; the window
+    is then added to itself shifted by half that period, which cancels a sinusoid. The
+    leakage is what is left over what went in: near 0 for the almost sinusoidal waves of
+    ventricular flutter and fibrillation, about 1 for QRS complexes and for noise. The
+    filter needs no beats: in flutter and fibrillation there are none to detect.
+
+    Returns
+    -------
+    dict
+        ``start`` (window start samples), ``leakage`` and ``frequency_hz`` (NaN where
+        the window is flat), one value per window.
+    """
+    x = np.asarray(x, dtype=np.float64)
+    window = int(round(VF_WINDOW_S * fs))
+    step = max(1, int(round(VF_STEP_S * fs)))
+    starts = np.arange(0, max(0, x.size - window + 1), step)
+    leakage = np.full(starts.size, np.nan)
+    frequency = np.full(starts.size, np.nan)
+    for k, s0 in enumerate(starts):
+        v = x[s0 : s0 + window]
+        v = v - v.mean()
+        slope = float(np.abs(np.diff(v)).sum())
+        if not np.isfinite(slope) or slope <= 0:
+            continue
+        half_period = int(np.floor(np.pi * float(np.abs(v).sum()) / slope + 0.5))
+        if half_period < 1 or half_period >= v.size:
+            continue
+        a, b = v[half_period:], v[:-half_period]
+        leakage[k] = float(np.abs(a + b).sum() / (np.abs(a) + np.abs(b)).sum())
+        frequency[k] = fs / (2.0 * half_period)
+    return {"start": starts, "leakage": leakage, "frequency_hz": frequency}
+
+
+def mains_folds_into_vf_band(fs: float) -> bool:
+    """Whether mains hum sampled at ``fs`` without an anti-alias filter folds into the
+    band of ventricular flutter (:data:`VF_RATE_HZ`).
+
+    An Arduino sampling at about 54 Hz turns 50 Hz hum into a 4 Hz sinusoid, which no
+    filter can then tell from ventricular flutter; at 128 Hz and above, neither 50 nor
+    60 Hz folds there.
+    """
+    fs = float(fs)
+    if fs <= 0:
+        return False
+    folded = [abs(f - fs * round(f / fs)) for f in MAINS_HZ]
+    return any(VF_RATE_HZ[0] <= f <= VF_RATE_HZ[1] for f in folded)
+
+
+def vf_episodes(
+    x: np.ndarray, fs: float, rpeaks: np.ndarray | None = None
+) -> list[tuple[int, int]]:
+    """Stretches of ventricular flutter or fibrillation (MIT-BIH's ``VFL``).
+
+    Windows whose VF-filter leakage (:func:`vf_leakage`) is at most
+    :data:`VF_MAX_LEAKAGE` at a frequency within :data:`VF_RATE_HZ`, joined where they
+    overlap, kept when at least :data:`VF_MIN_DURATION_S` long. With the detected beats,
+    a window where they are QRS complexes is not VF, whatever oscillates around them:
+    where they stand well above the oscillation (:data:`VF_MAX_QRS_PROMINENCE`), beat
+    a regular rhythm at an ordinary rate (:data:`VF_REGULAR_RATE_BPM`) or repeat one
+    shape (:data:`VF_MONOMORPHIC_CORR`: a monomorphic ventricular tachycardia).
+
+    Returns
+    -------
+    list of (start, end)
+        Sample intervals (end exclusive).
+    """
+    x = np.asarray(x, dtype=np.float64)
+    found = vf_leakage(x, fs)
+    window = int(round(VF_WINDOW_S * fs))
+    with np.errstate(invalid="ignore"):
+        hit = ((found["leakage"] <= VF_MAX_LEAKAGE)
+               & (found["frequency_hz"] >= VF_RATE_HZ[0])
+               & (found["frequency_hz"] <= VF_RATE_HZ[1]))
+    starts = found["start"]
+    if rpeaks is not None:
+        r = np.sort(np.asarray(rpeaks, dtype=np.int64))
+        for k in np.flatnonzero(hit):
+            inside = r[(r >= starts[k]) & (r < starts[k] + window)]
+            hit[k] = not _organised_beats(x, inside, int(starts[k]), window, fs)
+    spans = [(int(starts[a]), min(x.size, int(starts[b]) + window)) for a, b in _runs(hit)]
+    return [(s, e) for s, e in merge_intervals(spans) if e - s >= VF_MIN_DURATION_S * fs]
+
+
+def _organised_beats(x: np.ndarray, beats: np.ndarray, start: int, window: int,
+                     fs: float) -> bool:
+    """Whether the beats detected in a window are QRS complexes (see :func:`vf_episodes`)."""
+    if beats.size == 0:
+        return False
+    if beats.size >= 3:
+        rr = np.diff(beats) / fs
+        median = float(np.median(rr))
+        rate = 60.0 / median if median > 0 else np.inf
+        if (VF_REGULAR_RATE_BPM[0] <= rate <= VF_REGULAR_RATE_BPM[1]
+                and float(np.ptp(rr)) < VF_REGULAR_SPREAD * median):
+            return True
+        qrs = _qrs_windows(x, beats, fs)
+        alike = [_corr(a, b) for a, b in zip(qrs[:-1], qrs[1:], strict=True)]
+        if float(np.median(alike)) >= VF_MONOMORPHIC_CORR:
+            return True
+    segment = x[start : start + window]
+    around = np.ones(segment.size, dtype=bool)
+    half = int(round(0.1 * fs))
+    for b in beats - start:
+        around[max(0, b - half) : max(0, b + half)] = False
+    if around.sum() < segment.size // 4:
+        return False
+    low, high = np.percentile(segment[around], [2.5, 97.5])
+    qrs_half = int(round(0.06 * fs))
+    qrs = np.median([np.ptp(x[max(0, b - qrs_half) : b + qrs_half + 1]) for b in beats])
+    return bool(qrs >= VF_MAX_QRS_PROMINENCE * max(float(high - low), 1e-12))
 
 
 # --- Unreadable stretches -------------------------------------------------------------
@@ -1137,6 +1297,7 @@ def ecg_rhythm(
     beat_classes: np.ndarray | None = None,
     p_peaks: np.ndarray | None = None,
     missing: np.ndarray | None = None,
+    look_for_vf: bool = True,
 ) -> list[dict[str, Any]]:
     """Rhythm episodes of one lead.
 
@@ -1155,6 +1316,9 @@ def ecg_rhythm(
         P-peak position per beat, NaN where absent.
     missing : np.ndarray of bool or None
         Samples that were interpolated (gaps, leads off).
+    look_for_vf : bool
+        Look for ventricular flutter or fibrillation (not where the recording's own rate
+        folds mains hum into its band: :func:`mains_folds_into_vf_band`).
 
     Returns
     -------
@@ -1237,6 +1401,15 @@ def ecg_rhythm(
         sinus &= ~in_noise
         for label, slow in (("SBR", True), ("STACH", False)):
             found += [(label, s, e) for s, e in _rate_episodes(r, fs, n, sinus, allowed, slow)]
+
+    if VF_DETECT and look_for_vf and n:
+        vf = vf_episodes(x, fs, r)
+        if vf:
+            # A stretch of ventricular flutter or fibrillation is that and nothing else:
+            # the "beats" found in it, and the noise, irregularity or runs of V beats
+            # they make, are its waves.
+            found = [(lab, a, b) for lab, s, e in found for a, b in _subtract([(s, e)], vf)]
+            found += [("VFL", s, e) for s, e in vf]
 
     found.sort(key=lambda t: (t[1], t[2], t[0]))
     return [{"label": lab, "start": int(s), "end": int(e)} for lab, s, e in found]

@@ -81,3 +81,18 @@ def test_the_rhythm_found_is_scored_against_the_reference_rhythm(record_201):
         assert af["duration_se"] > 80
         # 201's reference names its trigeminy too; a rhythm neither side has is left out.
         assert "T" in rows and "IVR" not in rows
+
+
+def test_ventricular_flutter_is_shown_and_scored_in_207(mitdb):
+    from dashboard.records import prepare
+    from ecgcore.io import read
+    from ecgcore.rhythm import RHYTHM_NAMES
+
+    prepared = prepare("207", read(str(mitdb / "207")))
+    found = prepared.analysis.rhythm_summary["by_label"]["VFL"]
+    assert found["name"] == RHYTHM_NAMES["VFL"] and found["count"] >= 4
+    row = {r["label"]: r for r in prepared.summary["rhythm_reference"]}["VFL"]
+    assert row["ref_n"] == 6 and row["duration_se"] > 80 and row["duration_ppv"] > 80
+    # The record view's bands: ours beside the reference's.
+    labels = {e["label"] for e in prepared.rhythm}
+    assert {"VFL", "(VFL"} <= labels

@@ -777,6 +777,118 @@ def test_flat_and_missing_stretches_are_noise():
     assert not _intervals(ecg_rhythm(x, rpeaks[keep], FS, missing=missing), "PAUSE")
 
 
+# --- Ventricular flutter and fibrillation ------------------------------------------
+
+VFL_207 = ((40.8, 51.1), (54.9, 60.4), (242.1, 246.4), (247.9, 261.4), (269.5, 280.9),
+           (1540.8, 1638.7))
+"""Record 207's ventricular flutter ([ to ] marks of its .atr), seconds."""
+
+
+@needs_mitdb
+def test_ventricular_flutter_found_in_207_and_nothing_else_there():
+    d = _record("207")
+    episodes = ecg_rhythm(d["x"], d["rpeaks"], FS, p_peaks=d["p_peaks"])
+    vfl = _intervals(episodes, "VFL")
+    reference = [(int(s * FS), int(e * FS)) for s, e in VFL_207]
+    # The shortest (4 s) is missed: episodes are reported from 8 s of flutter on.
+    assert sum(_overlap([episode], vfl) > 0 for episode in reference) >= 5
+    found = sum(e - s for s, e in vfl)
+    assert _overlap(reference, vfl) >= 0.8 * found  # what is found is flutter
+    assert _overlap(reference, vfl) >= 0.8 * sum(e - s for s, e in reference)
+    others = [(e["start"], e["end"]) for e in episodes if e["label"] != "VFL"]
+    assert _overlap(others, vfl) == 0
+    assert RHYTHM_NAMES["VFL"] == "Ventricular flutter or fibrillation"
+
+
+@needs_mitdb
+@pytest.mark.parametrize("name", ["100", "105", "203", "208"])
+def test_no_ventricular_flutter_where_there_is_none(name):
+    # Sinus rhythm, a very noisy record, AF with VT runs and multiform PVCs, frequent
+    # PVCs and fusion beats.
+    from ecgcore.rhythm import vf_episodes
+
+    assert vf_episodes(_record(name)["x"], FS) == []
+
+
+def test_vf_filter_on_synthetic_waves():
+    from ecgcore.rhythm import vf_episodes, vf_leakage
+
+    t = np.arange(int(60 * FS)) / FS
+    rpeaks = (100 + np.arange(70) * int(0.8 * FS)).astype(np.int64)
+    x = _synthetic_ecg(rpeaks, t.size)
+    flutter = (t >= 20) & (t < 35)
+    x[flutter] = 0.8 * np.sin(2 * np.pi * 4.5 * t[flutter])
+    found = vf_episodes(x, FS)
+    assert len(found) == 1
+    s, e = found[0]
+    assert abs(s - 20 * FS) <= 4 * FS and abs(e - 35 * FS) <= 4 * FS
+    leak = vf_leakage(x, FS)
+    inside = (leak["start"] >= 21 * FS) & (leak["start"] + 4 * FS <= 34 * FS)
+    assert np.all(leak["leakage"][inside] < 0.2)
+    assert np.allclose(leak["frequency_hz"][inside], 4.5, atol=0.5)
+    assert np.all(leak["leakage"][leak["start"] + 4 * FS <= 19 * FS] > 0.6)
+    # A flat line has no frequency, and is not flutter.
+    assert vf_episodes(np.zeros(int(30 * FS)), FS) == []
+
+
+def _with_folded_hum(name: str, fs: float, hum_mv: float, seconds: float = 120.0):
+    """Lead 0 of a record as a device without an anti-alias filter would sample it at
+    ``fs`` with 50 Hz hum of ``hum_mv`` picked up: (samples, conditioned lead at 360 Hz)."""
+    import wfdb
+
+    from ecgcore.signal import ecg_condition, ecg_resample
+
+    rec = wfdb.rdrecord(str(MITDB / name), channels=[0], sampto=int(seconds * 360))
+    x = ecg_resample(rec.p_signal[:, 0], 360.0, fs)
+    x = x + hum_mv * np.sin(2 * np.pi * 50.0 * np.arange(x.size) / fs)
+    return x, ecg_condition(ecg_resample(x, fs, FS), FS)
+
+
+@needs_mitdb
+def test_qrs_complexes_over_a_folded_hum_are_not_flutter():
+    # 54 Hz folds 50 Hz hum to a 4 Hz sinusoid: the VF filter alone calls it flutter; the
+    # QRS complexes standing out of it (and beating a regular rhythm) say otherwise.
+    from ecgcore.detect import ecg_rpeaks
+    from ecgcore.rhythm import vf_episodes
+
+    _, x = _with_folded_hum("100", 54.0, 0.4)
+    assert vf_episodes(x, FS) != []
+    assert vf_episodes(x, FS, ecg_rpeaks(x, FS)) == []
+
+
+@pytest.mark.parametrize(("fs", "folds"), [(54.0, True), (57.0, True), (64.0, True),
+                                          (62.0, False), (128.0, False), (250.0, False),
+                                          (360.0, False)])
+def test_rates_that_fold_mains_into_the_flutter_band(fs, folds):
+    from ecgcore.rhythm import mains_folds_into_vf_band
+
+    assert mains_folds_into_vf_band(fs) is folds
+
+
+@needs_mitdb
+def test_no_flutter_sought_where_the_rate_folds_mains_and_the_analysis_says_so():
+    # Hum as large as the QRS (0.8 mV) at 54 Hz: nothing could tell it from flutter.
+    from ecgcore.analysis import analyze
+    from ecgcore.recording import Recording
+
+    samples, _ = _with_folded_hum("100", 54.0, 0.8)
+    recording = Recording(signal=samples[:, None], fs=54.0, leads=["MLII"], units=["mV"],
+                          source="hum")
+    analysis = analyze(recording, classify=False)
+    assert not [e for e in analysis.rhythm if e["label"] == "VFL"]
+    assert any("not looked for" in w and "54 Hz" in w for w in analysis.warnings)
+    at_360 = analyze(Recording(signal=_lead_samples("100", 120.0), fs=360.0, leads=["MLII"],
+                               units=["mV"], source="100"), classify=False)
+    assert not any("not looked for" in w for w in at_360.warnings)
+
+
+def _lead_samples(name: str, seconds: float) -> np.ndarray:
+    import wfdb
+
+    rec = wfdb.rdrecord(str(MITDB / name), channels=[0], sampto=int(seconds * 360))
+    return rec.p_signal[:, :1]
+
+
 # --- Edge cases ----------------------------------------------------------------------
 
 

@@ -439,7 +439,8 @@ def _rhythm_and_hrv(rhythm: dict[str, Any], hrv: dict[str, Any]) -> list[Any]:
         if frequency.get("lf_hf") is not None:
             parts.append(f"LF/HF {_number(frequency.get('lf_hf'), '.2f')}")
         out.append(html.P(
-            "HRV (NN intervals only, AF and unreadable stretches left out): " + ", ".join(parts)
+            "HRV (NN intervals only; AF, atrial or ventricular flutter and unreadable "
+            "stretches left out): " + ", ".join(parts)
             + f"; {_number(hrv.get('nn_fraction'), '.0%')} of intervals were NN.",
             id="rec-summary-hrv", className="small",
         ))
