@@ -70,14 +70,24 @@ def settled_match(record: str, stats: dict, beats: list):
     """The stream's reference beats, its settled beats and their match (150 ms).
 
     A beat is labelled once its R peak has settled (its window is whole): the stream's
-    last fraction of a second is not yet labelled when it stops, and is left out.
-    Returns ``(ref, ref_cls, test, match)``.
+    last fraction of a second is not yet labelled when it stops, and is left out. A beat
+    within the matching tolerance of that cut may have its partner just past it (a
+    reference beat at the cut minus 10 ms, detected at the cut plus 10 ms): unmatched
+    beats there count neither as missed nor as extra. Returns ``(ref, ref_cls, test,
+    match)``.
     """
     settings = LiveSettings()
     settled = stats["n_samples"] - int((settings.min_settle_s + settings.max_wait_s) * FS)
+    tolerance = MATCH_TOLERANCE_S * FS
     ref, ref_cls = reference(record, 0.0, settled)
-    test = np.array([b.sample for b in beats if b.sample < settled])
-    return ref, ref_cls, test, match_beats(ref, test, MATCH_TOLERANCE_S * FS)
+    test = np.array([b.sample for b in beats if b.sample < settled], dtype=np.int64)
+    first = match_beats(ref, test, tolerance)
+    keep_ref = np.ones(ref.size, dtype=bool)
+    keep_ref[first.missed[ref[first.missed] >= settled - tolerance]] = False
+    keep_test = np.ones(test.size, dtype=bool)
+    keep_test[first.extra[test[first.extra] >= settled - tolerance]] = False
+    ref, ref_cls, test = ref[keep_ref], ref_cls[keep_ref], test[keep_test]
+    return ref, ref_cls, test, match_beats(ref, test, tolerance)
 
 
 @pytest.fixture(scope="module")
