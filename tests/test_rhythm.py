@@ -810,6 +810,22 @@ def test_no_ventricular_flutter_where_there_is_none(name):
     assert vf_episodes(_record(name)["x"], FS) == []
 
 
+def test_no_ventricular_flutter_in_the_qt_database(qtdb):
+    # 27 records of 15 minutes from several PhysioNet databases, none with VF: held out
+    # from the choice of the VF settings (DS1 of MIT-BIH).
+    from ecgcore.analysis import prepare_lead
+    from ecgcore.detect import ecg_rpeaks
+    from ecgcore.io import read
+    from ecgcore.rhythm import vf_episodes
+    from ecgcore.signal import INTERNAL_FS
+
+    names = sorted(p.stem for p in qtdb.glob("*.hea"))
+    assert len(names) == 27
+    for name in names:
+        x, _ = prepare_lead(read(str(qtdb / name)))
+        assert vf_episodes(x, INTERNAL_FS, ecg_rpeaks(x, INTERNAL_FS)) == [], name
+
+
 def test_vf_filter_on_synthetic_waves():
     from ecgcore.rhythm import vf_episodes, vf_leakage
 
