@@ -343,6 +343,7 @@ class LiveSession:
         self._v_streak: list[LiveBeat] = []
         self._rhythm: list[RhythmFinding] = []
         self._rhythm_analysed_s = 0.0
+        self._vf_note_said = False
         self._messages: deque[str] = deque(maxlen=8)
         self.notices: list[str] = []
         self._state = "idle"
@@ -679,7 +680,7 @@ class LiveSession:
 
     def _rhythm_step(self) -> None:
         """Find the rhythm over the newest :attr:`LiveSettings.rhythm_span_s` and merge it."""
-        from ecgcore.analysis import analyze
+        from ecgcore.analysis import VF_NOT_SOUGHT_WARNING, analyze
         from ecgcore.recording import Recording
         from ecgcore.rhythm import RHYTHM_NAMES
 
@@ -696,6 +697,14 @@ class LiveSession:
                                classifiers=self._classifiers)
         except EcgError:
             return  # mostly missing (leads off), or a flat line: nothing to find
+        if not self._vf_note_said:
+            # A stream at a rate that folds mains into the flutter band (a bare-value
+            # sketch near 54 Hz): say once that VF is not looked for, as the record view does.
+            note = next((w for w in analysis.warnings if w.startswith(VF_NOT_SOUGHT_WARNING)),
+                        None)
+            if note is not None:
+                self._vf_note_said = True
+                self._say(note)
         found = [RhythmFinding(e["label"], RHYTHM_NAMES.get(e["label"], e["label"]),
                                (first + e["start"]) / fs, (first + e["end"]) / fs)
                  for e in analysis.rhythm]

@@ -31,6 +31,9 @@ MIN_DURATION_S = 2.0
 """Shortest recording analysed: a beat and its neighbours need about two seconds."""
 MAX_MISSING_FRACTION = 0.5
 HEART_RATE_SMOOTHING_BEATS = 5
+VF_NOT_SOUGHT_WARNING = "ventricular flutter or fibrillation is not looked for"
+"""How the warning of an analysis at a rate that folds mains hum into the band of
+ventricular flutter begins (:func:`ecgcore.rhythm.mains_folds_into_vf_band`)."""
 UPSIDE_DOWN_WARNING = (
     "this lead looks recorded upside down (its QRS complexes and T waves point down, as "
     "with swapped electrodes): the classifiers read it turned over; the waveform is shown "
@@ -644,9 +647,8 @@ def analyze(
     look_for_vf = not mains_folds_into_vf_band(recording.fs)
     if not look_for_vf:
         warnings.append(
-            f"ventricular flutter or fibrillation is not looked for: at "
-            f"{recording.fs:g} Hz, mains hum picked up by a device without an anti-alias "
-            "filter would look just like it"
+            f"{VF_NOT_SOUGHT_WARNING}: at {recording.fs:g} Hz, mains hum picked up by a "
+            "device without an anti-alias filter would look just like it"
         )
     missing360 = None
     if raw_missing.any():

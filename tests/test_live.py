@@ -503,3 +503,24 @@ def test_the_plain_stream_rate_field_takes_a_rate_auto_or_nothing():
     for wrong in ("fast", "0", "-5", "nan", "1e9"):
         with pytest.raises(LiveError, match="rate must be in Hz"):
             plain_rate(wrong)
+
+
+@pytest.mark.parametrize(("fs", "said"), [(54.0, True), (360.0, False)])
+def test_a_stream_at_a_rate_that_folds_mains_says_once_that_vf_is_not_sought(
+        tmp_path, monkeypatch, fs, said):
+    # The rhythm step on two snapshots of record 100 at the stream's rate (a bare-value
+    # sketch near 54 Hz folds 50 Hz hum into the band of ventricular flutter).
+    from ecgcore.analysis import VF_NOT_SOUGHT_WARNING
+    from ecgcore.signal import ecg_resample
+
+    rec = wfdb.rdrecord(str(MITDB / "100"), channels=[0], sampto=int(150 * FS))
+    x = ecg_resample(rec.p_signal[:, 0], FS, fs)
+    live = LiveSession(tmp_path)
+    for end_s in (120.0, 150.0):
+        stop = int(end_s * fs)
+        monkeypatch.setattr(live, "_snapshot",
+                            lambda _span, stop=stop: {"fs": fs, "x": x[:stop], "first": 0})
+        live._rhythm_step()
+    notes = [m for m in live.stats()["messages"] if m.startswith(VF_NOT_SOUGHT_WARNING)]
+    assert notes == ([f"{VF_NOT_SOUGHT_WARNING}: at 54 Hz, mains hum picked up by a device "
+                      "without an anti-alias filter would look just like it"] if said else [])
