@@ -269,10 +269,12 @@ def start_long_preparation(record_id: str | None, session_id: str | None,
     -------
     dict, Recording or None
         A dict when a preparation is under way (``key``, ``analysis_key``, ``record_id``,
-        ``lead``, ``duration_s``, ``leads``, ``fs``, ``started``); the recording, read,
-        when it is long but its analysis is already on disk (prepare it at once); None
-        when the record is short (:attr:`Config.background_after_s`), already in memory,
-        or cannot be read (preparing it at once says why).
+        ``lead``, ``duration_s``, ``leads``, ``fs``, ``started``); the recording, when it
+        had to be read here (an upload, whose length only the recording gives, or a long
+        record whose analysis is already on disk): prepare it at once, without reading it
+        again; None when a catalogue record is short (:attr:`Config.background_after_s`),
+        the record is already in memory, or it cannot be read (preparing it at once says
+        why).
     """
     from dashboard import context
     from ecgcore.cache import analysis_cached, analysis_key
@@ -286,13 +288,14 @@ def start_long_preparation(record_id: str | None, session_id: str | None,
         return None
     try:
         if is_upload(record_id):
-            found = context.sessions().get(session_id or "", record_id)
-            duration = found.duration_s if found is not None else 0.0
+            recording = read_record(record_id, session_id, context.sessions())
+            if recording.duration_s < cfg.background_after_s:
+                return recording
         else:
-            duration = record_duration_s(record_id, cfg.records_dir)
-        if duration < cfg.background_after_s:
-            return None
-        recording = read_record(record_id, session_id, context.sessions(), cfg.records_dir)
+            if record_duration_s(record_id, cfg.records_dir) < cfg.background_after_s:
+                return None
+            recording = read_record(record_id, session_id, context.sessions(),
+                                    cfg.records_dir)
         analysed = analysis_key(recording, lead)
     except EcgError:
         return None
