@@ -74,6 +74,8 @@ def layout(**_query) -> html.Div:
                 columns=columns,
                 sort_action="native",
                 filter_action="native",
+                # Case-blind, as a clinician types: "m" finds "M", "Atrial" finds "atrial".
+                filter_options={"case": "insensitive", "placeholder_text": "filter"},
                 # Paged in the browser: sorting and filtering still see every row, but a
                 # folder of thousands of records (a PhysioNet Challenge set has 8,528)
                 # draws one page, not all of them (25 s before).
