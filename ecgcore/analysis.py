@@ -415,6 +415,105 @@ class Analysis:
 
         return heart_rate_trend(self.rpeaks, self.fs)
 
+    def beats_frame(self, reference: np.ndarray | None = None) -> Any:
+        """One row per beat, for a spreadsheet or a CSV file.
+
+        Parameters
+        ----------
+        reference : np.ndarray or None
+            A reference class per beat (e.g. the annotation matched to each detected beat,
+            ``""`` where none), added as the ``reference`` column.
+
+        Returns
+        -------
+        pandas.DataFrame
+            ``beat``, ``time_s``, ``r_peak`` and the delineation points (the input's own
+            sample numbers, empty where a wave is absent), ``rr_s`` (the interval ending at
+            the beat), then, with the models, the served labels (``aami``, ``binary``), what
+            the networks said (``aami_network``, ``binary_network``, ``p_N`` ... ``p_Q``,
+            ``p_abnormal``) and which rule changed a served label (``aami_rule``,
+            ``binary_rule``): the same content as :meth:`to_dict`'s beats, flat.
+        """
+        import pandas as pd
+
+        n = self.n_beats
+        rr = np.full(n, np.nan)
+        if n >= 2:
+            rr[1:] = np.diff(self.rpeaks) / self.fs
+        columns: dict[str, Any] = {
+            "beat": np.arange(n),
+            "time_s": np.round(self.rpeaks / self.fs, 4),
+            "r_peak": self.rpeaks.astype(np.int64),
+            "rr_s": np.round(rr, 4),
+        }
+        for name, values in self.points.items():
+            columns[name] = pd.array(
+                np.where(np.isfinite(values), values, np.nan), dtype="Float64"
+            ).round().astype("Int64")
+        if self.aami_probs is not None:
+            columns["aami"] = self.aami_labels
+            columns["aami_network"] = self.aami_network_labels
+            columns["aami_rule"] = self._aami_rule_notes()
+            for k, c in enumerate(AAMI_CLASSES):
+                columns[f"p_{c}"] = np.round(self.aami_probs[:, k].astype(np.float64), 5)
+        if self.binary_p_abnormal is not None:
+            served, network = self.binary_labels, self.binary_network_labels
+            columns["binary"] = served
+            columns["binary_network"] = network
+            columns["binary_rule"] = np.where(served != network, self._binary_rule_notes(), "")
+            columns["p_abnormal"] = np.round(
+                np.asarray(self.binary_p_abnormal, dtype=np.float64), 5)
+        if reference is not None:
+            reference = np.asarray(reference).astype(str)
+            if reference.size != n:
+                raise ValueError(f"{reference.size} reference classes for {n} beats")
+            columns["reference"] = reference
+        return pd.DataFrame(columns)
+
+    def rhythm_frame(self) -> Any:
+        """The rhythm episodes as a table.
+
+        Returns
+        -------
+        pandas.DataFrame
+            ``label`` (the rhythm code), ``name`` (its plain name), ``start`` and ``end``
+            (the input's own sample numbers, ``end`` exclusive), ``start_s``, ``end_s`` and
+            ``duration_s``; sorted by start.
+        """
+        import pandas as pd
+
+        from ecgcore.rhythm import RHYTHM_NAMES
+
+        rows = [{
+            "label": e["label"],
+            "name": RHYTHM_NAMES.get(e["label"], e["label"]),
+            "start": int(e["start"]),
+            "end": int(e["end"]),
+            "start_s": round(e["start"] / self.fs, 3),
+            "end_s": round(e["end"] / self.fs, 3),
+            "duration_s": round((e["end"] - e["start"]) / self.fs, 3),
+        } for e in self.rhythm]
+        columns = ["label", "name", "start", "end", "start_s", "end_s", "duration_s"]
+        return pd.DataFrame(rows, columns=columns)
+
+    def _aami_rule_notes(self) -> np.ndarray:
+        """Per beat, the rules that changed its served five-class label (``""``: none)."""
+        notes = np.full(self.n_beats, "", dtype=object)
+        if self.aami_probs is None:
+            return notes
+        for note, applied in ((MORPHOLOGY_RULE_NOTE, self.morphology_rule),
+                              (RHYTHM_RULE_NOTE, self.rhythm_rule)):
+            for i in np.flatnonzero(applied):
+                notes[i] = f"{notes[i]}; {note}" if notes[i] else note
+        return notes
+
+    def _binary_rule_notes(self) -> np.ndarray:
+        """Per beat, why its served binary label may differ from the binary network's."""
+        rule = self.rhythm_rule
+        if rule is None:
+            rule = np.zeros(self.n_beats, dtype=bool)
+        return np.where(rule, RHYTHM_RULE_NOTE, BINARY_RULE_NOTE)
+
     def to_dict(self) -> dict[str, Any]:
         """The JSON form written by ``ecg analyze``."""
 
@@ -424,28 +523,19 @@ class Analysis:
         beats = []
         labels, network = self.aami_labels, self.aami_network_labels
         binary, binary_network = self.binary_labels, self.binary_network_labels
-        rule = self.rhythm_rule
-        if rule is None:
-            rule = np.zeros(self.n_beats, dtype=bool)
-        morphology = self.morphology_rule
-        if morphology is None:
-            morphology = np.zeros(self.n_beats, dtype=bool)
+        aami_notes, binary_notes = self._aami_rule_notes(), self._binary_rule_notes()
         for i in range(self.n_beats):
             beat: dict[str, Any] = {"r_peak": int(self.rpeaks[i])}
             for name, values in self.points.items():
                 beat[name] = index(values[i])
             # "label" is what is served; "network_label" and the probabilities are what
             # the network said; "rule" names the rule that changed the label, if any.
-            why = RHYTHM_RULE_NOTE if rule[i] else BINARY_RULE_NOTE
-            why_aami = "; ".join(
-                note for note, applied in ((MORPHOLOGY_RULE_NOTE, morphology[i]),
-                                           (RHYTHM_RULE_NOTE, rule[i])) if applied
-            ) or None
+            why_aami = aami_notes[i] or None
             if self.binary_p_abnormal is not None and binary is not None:
                 beat["binary"] = {
                     "label": str(binary[i]),
                     "network_label": str(binary_network[i]),
-                    "rule": why if binary[i] != binary_network[i] else None,
+                    "rule": binary_notes[i] if binary[i] != binary_network[i] else None,
                     "p_abnormal": round(float(self.binary_p_abnormal[i]), 5),
                 }
             else:

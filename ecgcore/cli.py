@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import re
 import sys
 import time
 from collections.abc import Callable
@@ -33,11 +32,6 @@ def _fail(message: str) -> int:
     return 2
 
 
-def _json_safe_name(source: str) -> str:
-    name = Path(source).name or "recording"
-    return re.sub(r"[^A-Za-z0-9._-]+", "_", name)
-
-
 def analyze_main(argv: list[str]) -> int:
     """``ecg analyze``: one JSON object per recording."""
     parser = argparse.ArgumentParser(
@@ -59,6 +53,10 @@ def analyze_main(argv: list[str]) -> int:
         "--json", metavar="OUT", help="write the JSON here (a list for several inputs)"
     )
     out.add_argument("--json-dir", metavar="DIR", help="write one <name>.json per input here")
+    out.add_argument(
+        "--csv-dir", metavar="DIR",
+        help="write <name>_beats.csv (a row per beat) and <name>_rhythm.csv (a row per "
+        "rhythm episode) per input here, for a spreadsheet")
     parser.add_argument(
         "--no-classify", action="store_true", help="skip the beat classifiers (faster)"
     )
@@ -66,7 +64,7 @@ def analyze_main(argv: list[str]) -> int:
 
     from ecgcore.analysis import analyze
     from ecgcore.errors import EcgError
-    from ecgcore.io import read
+    from ecgcore.io import output_stem, read
 
     results, failures = [], 0
     used_names: set[str] = set()
@@ -84,21 +82,25 @@ def analyze_main(argv: list[str]) -> int:
         analysis.timing_s = {"load": load_s, **analysis.timing_s}
         for warning in analysis.warnings:
             print(f"ecg: warning: {path}: {warning}", file=sys.stderr)
-        document = analysis.to_dict()
-        if args.json_dir:
-            name = _json_safe_name(recording.source)
+        if args.json_dir or args.csv_dir:
+            # Two inputs of the same name (a/100, b/100) do not overwrite each other.
+            name = output_stem(recording.source)
             stem, k = name, 1
             while name in used_names:
                 k += 1
                 name = f"{stem}-{k}"
             used_names.add(name)
-            directory = Path(args.json_dir)
+            directory = Path(args.json_dir or args.csv_dir)
             directory.mkdir(parents=True, exist_ok=True)
-            (directory / f"{name}.json").write_text(json.dumps(document))
+            if args.json_dir:
+                (directory / f"{name}.json").write_text(json.dumps(analysis.to_dict()))
+            else:
+                analysis.beats_frame().to_csv(directory / f"{name}_beats.csv", index=False)
+                analysis.rhythm_frame().to_csv(directory / f"{name}_rhythm.csv", index=False)
         else:
-            results.append(document)
+            results.append(analysis.to_dict())
 
-    if not args.json_dir and results:
+    if not (args.json_dir or args.csv_dir) and results:
         payload = results[0] if len(args.paths) == 1 else results
         text = json.dumps(payload)
         if args.json:

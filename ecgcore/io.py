@@ -251,6 +251,22 @@ def read_files(
 # --------------------------------------------------------------------------- helpers
 
 
+def output_stem(source: str) -> str:
+    """A file-name stem for what is written about a recording (``ecg analyze --json-dir``,
+    the record view's downloads): the last part of its source, with anything but letters,
+    digits, ``.``, ``_`` and ``-`` replaced by ``_``.
+
+    Examples
+    --------
+    >>> output_stem("/data/mitdb/201")
+    '201'
+    >>> output_stem("ECG exp (1).TXT")
+    'ECG_exp_1_.TXT'
+    """
+    name = re.sub(r"[^A-Za-z0-9._-]+", "_", Path(str(source)).name)
+    return "recording" if name.strip(".") == "" else name
+
+
 def _check_size(name: str, size: int, max_bytes: int) -> None:
     if size > max_bytes:
         raise InputTooLargeError(

@@ -122,6 +122,21 @@ def test_many_paths_json_dir(mitdb, arduino_dir, tmp_path, capsys):
     assert code == 1 and "100" in err and "Traceback" not in err
 
 
+def test_csv_dir_writes_a_beats_and_a_rhythm_table_per_input(mitdb, tmp_path, capsys):
+    import pandas as pd
+
+    target = tmp_path / "tables"
+    code, out, err = run(["analyze", str(mitdb / "201"), "--csv-dir", str(target)], capsys)
+    assert code == 0, err
+    assert out == ""
+    assert sorted(p.name for p in target.iterdir()) == ["201_beats.csv", "201_rhythm.csv"]
+    beats = pd.read_csv(target / "201_beats.csv", keep_default_na=False, na_values=[""])
+    assert len(beats) > 1800 and {"r_peak", "aami", "p_abnormal", *POINTS} <= set(beats)
+    assert set(beats["aami"]) <= {"N", "S", "V", "F", "Q"}
+    rhythm = pd.read_csv(target / "201_rhythm.csv")
+    assert "AFIB" in set(rhythm["label"]) and (rhythm["end"] > rhythm["start"]).all()
+
+
 def test_arduino_file_without_rate_asks_for_it(arduino_dir, capsys):
     code, _, err = run(["analyze", str(arduino_dir / "ECG_exp_pac_1.TXT")], capsys)
     assert_clear_failure(code, err)
