@@ -7,6 +7,7 @@ recordings share this page. The heavy part (reading, the cached analysis) runs o
 
 from __future__ import annotations
 
+import json
 import time
 from typing import Any
 
@@ -42,6 +43,7 @@ from dashboard.records import (
 from ecgcore.analysis import ANALYSIS_STAGES, BINARY_THRESHOLD, describe_stage
 from ecgcore.beats import AAMI_CLASSES
 from ecgcore.errors import EcgError
+from ecgcore.io import output_stem
 from ecgcore.recording import Recording
 
 dash.register_page(__name__, path_template="/record/<name>", name="Record", order=1)
@@ -246,8 +248,8 @@ def _page(name: str | None, first: dict[str, Any]) -> html.Div:
                       style={"height": "200px"}),
             dbc.Row(
                 [
-                    dbc.Col([html.H5("Summary"), html.Div(first["summary"], id="rec-summary")],
-                            lg=5),
+                    dbc.Col([html.H5("Summary"), _downloads(),
+                             html.Div(first["summary"], id="rec-summary")], lg=5),
                     dbc.Col(
                         [
                             html.H5("Beats (click a row to go there)"),
@@ -284,6 +286,62 @@ def _page(name: str | None, first: dict[str, Any]) -> html.Div:
             ),
         ]
     )
+
+
+DOWNLOADS = {
+    "rec-dl-beats": "beats (CSV)",
+    "rec-dl-rhythm": "rhythm episodes (CSV)",
+    "rec-dl-json": "analysis (JSON, as ecg analyze)",
+}
+
+
+def _downloads() -> html.Div:
+    """Links that save the analysis of the lead shown, for a spreadsheet or a script."""
+    links = [dbc.Button(label, id=id_, color="link", size="sm", className="p-0 me-3")
+             for id_, label in DOWNLOADS.items()]
+    return html.Div([html.Span("Download: ", className="text-muted small me-2"), *links,
+                     dcc.Download(id="rec-download")], className="mb-2")
+
+
+@callback(
+    Output("rec-download", "data"),
+    Input("rec-dl-beats", "n_clicks"),
+    Input("rec-dl-rhythm", "n_clicks"),
+    Input("rec-dl-json", "n_clicks"),
+    State("rec-ready", "data"),
+    State("session-id", "data"),
+    prevent_initial_call=True,
+)
+def download(_beats, _rhythm, _json, ready, session_id):
+    """The analysed lead's beats, rhythm episodes or whole analysis as a file."""
+    if not ready or ctx.triggered_id not in DOWNLOADS:
+        return dash.no_update
+    try:
+        prepared = get_prepared(ready["id"], session_id, ready.get("lead"))
+    except EcgError:
+        return dash.no_update
+    return analysis_file(prepared, ctx.triggered_id) or dash.no_update
+
+
+def analysis_file(prepared: PreparedRecord, which: str) -> dict[str, Any] | None:
+    """``dcc.Download`` data of one download (``which``: a key of :data:`DOWNLOADS`);
+    None without an analysis. The beats carry the reference class matched to each beat
+    where the record has annotations."""
+    analysis = prepared.analysis
+    if analysis is None:
+        return None
+    stem = f"{output_stem(analysis.source)}_{output_stem(analysis.lead_used)}"
+    if which == "rec-dl-json":
+        return dcc.send_string(json.dumps(analysis.to_dict()), f"{stem}.json",
+                               type="application/json")
+    if which == "rec-dl-rhythm":
+        return dcc.send_data_frame(analysis.rhythm_frame().to_csv, f"{stem}_rhythm.csv",
+                                   index=False)
+    reference = None
+    if prepared.reference is not None and prepared.beats.get("ref") is not None:
+        reference = prepared.beats["ref"]
+    return dcc.send_data_frame(analysis.beats_frame(reference).to_csv, f"{stem}_beats.csv",
+                               index=False)
 
 
 def _alert(text: str, color: str = "warning") -> dbc.Alert:

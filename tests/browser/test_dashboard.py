@@ -168,6 +168,33 @@ def test_record_201_shows_af_episodes_burden_and_hrv(web):
 
 
 
+def test_record_201_analysis_downloads_as_csv_and_json(web):
+    import pandas as pd
+
+    web.goto("/record/201")
+    web.page.wait_for_selector("#rec-summary-af", timeout=120_000)
+    n_beats = int(re.search(r"(\d+) beats on MLII", web.page.inner_text("#rec-info"))[1])
+    files = {}
+    for button in ("#rec-dl-beats", "#rec-dl-rhythm", "#rec-dl-json"):
+        with web.page.expect_download() as download:
+            web.page.click(button)
+        files[download.value.suggested_filename] = Path(download.value.path())
+    assert set(files) == {"201_MLII_beats.csv", "201_MLII_rhythm.csv", "201_MLII.json"}
+    beats = pd.read_csv(files["201_MLII_beats.csv"], keep_default_na=False, na_values=[""])
+    doc = json.loads(files["201_MLII.json"].read_text())
+    assert len(beats) == len(doc["beats"]) == n_beats
+    np.testing.assert_array_equal(beats["r_peak"], [b["r_peak"] for b in doc["beats"]])
+    assert list(beats["aami"]) == [b["aami"]["label"] for b in doc["beats"]]
+    # The reference class matched to each beat (201 has annotations), as the table shows.
+    counts = beats["reference"].value_counts()
+    assert counts.get("N", 0) > 1500 and counts.get("V", 0) > 150
+    rhythm = pd.read_csv(files["201_MLII_rhythm.csv"])
+    assert list(rhythm["start"]) == [e["start"] for e in doc["rhythm"]]
+    af_s = rhythm.loc[rhythm["label"] == "AFIB", "duration_s"].sum()
+    assert af_s == pytest.approx(doc["rhythm_summary"]["af_total_s"], abs=1.0)
+    web.check_clean()
+
+
 def drag_zoom(web, start: float, width: float) -> None:
     """Drag a zoom box over the waveform, from ``start`` for ``width`` (plot fractions)."""
     box = web.page.locator("#rec-wave .nsewdrag").first.bounding_box()
