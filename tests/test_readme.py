@@ -32,3 +32,62 @@ def test_the_python_example_runs_and_says_what_it_shows():
     explanation = namespace["explanation"]
     assert explanation["classes"] == ["N", "S", "V", "F", "Q"]
     assert explanation["completeness_error"] < 1e-3
+
+
+def _figures_row(what: str) -> str:
+    """The figure cell of the README's "Measured figures" row whose first cell starts so."""
+    text = README.read_text()
+    start = text.index("## Measured figures\n")
+    for line in text[start:].splitlines():
+        cells = [c.strip() for c in line.strip().strip("|").split("|")]
+        if len(cells) >= 4 and cells[0].startswith(what):
+            return cells[1]
+    raise AssertionError(f"no row starting {what!r} in the README's Measured figures")
+
+
+def test_the_readme_accuracy_figures_are_the_ones_the_scripts_wrote():
+    """The deterministic figures of the README's table, against the files the bench
+    scripts and ``ecg evaluate`` wrote (timings vary from run to run and are left out):
+    rerunning a script that changes a figure fails here until the README says it."""
+    import json
+
+    root = README.parent
+    qrs = json.loads((root / "bench/results/qrs_detection.json").read_text())["mitdb"]
+    row = _figures_row("QRS detection")
+    ours = qrs["ecgcore"]["gross"]
+    assert f"Se {ours['se']:.3f} %, +P {ours['ppv']:.3f} %" in row
+    for name, label in (("neurokit2 default", "NeuroKit2"),
+                        ("neurokit2 pantompkins1985", "its Pan-Tompkins"), ("wfdb xqrs", "XQRS")):
+        g = qrs[name]["gross"]
+        assert f"{label} {g['se']:.2f}/{g['ppv']:.2f}" in row
+
+    evaluation = json.loads((root / "ecgcore/models/evaluation.json").read_text())
+    e2e = evaluation["end_to_end"]
+    row = _figures_row("five-class CNN, DS2")
+    classes = e2e["aami"]["per_class"]
+
+    def pct(v: float) -> str:
+        return f"{100 * v:.1f}"
+
+    assert f"accuracy {pct(e2e['aami']['accuracy'])} %" in row
+    for c in ("N", "V", "S", "F"):
+        assert f"{c} Se {pct(classes[c]['sensitivity'])} / +P {pct(classes[c]['ppv'])}" in row
+    alone = e2e["without_rhythm_rule"]["aami"]
+    assert f"network alone: accuracy {pct(alone['accuracy'])}" in row
+    for c in ("S", "V"):
+        p = alone["per_class"][c]
+        assert f"{c} {pct(p['sensitivity'])} / {pct(p['ppv'])}" in row
+    row = _figures_row("binary label, DS2")
+    b = e2e["binary"]
+    assert (f"abnormal Se {pct(b['abnormal_sensitivity'])} % at specificity "
+            f"{pct(b['specificity'])} %") in row
+
+    rhythm = json.loads((root / "bench/results/rhythm.json").read_text())["results"]
+    row = _figures_row("rhythm, 48 records")
+    af, vt = rhythm["cnn"]["AFIB"]["all"], rhythm["cnn"]["VT"]["all"]
+    assert f"AF duration Se {af['duration_se']:.1f} % / +P {af['duration_ppv']:.1f} %" in row
+    ref_af = rhythm["ref_beats"]["AFIB"]["all"]
+    assert f"{ref_af['duration_se']:.1f} / {ref_af['duration_ppv']:.1f} with the reference" in row
+    assert f"VT episode Se {vt['episode_se']:.1f} % / +P {vt['episode_ppv']:.1f} % (CNN)" in row
+    ref_vt = rhythm["ref_beats"]["VT"]["all"]
+    assert f"{ref_vt['episode_se']:.1f} % / {ref_vt['episode_ppv']:.1f} % (reference" in row
