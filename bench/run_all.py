@@ -20,6 +20,7 @@ SCRIPTS = [
     "explain.py",
     "rhythm.py",
     "other_inputs.py",
+    "other_databases.py",
     "dashboard.py",
     "live_latency.py",
     "load.py",

@@ -34,15 +34,25 @@ def test_the_python_example_runs_and_says_what_it_shows():
     assert explanation["completeness_error"] < 1e-3
 
 
-def _figures_row(what: str) -> str:
-    """The figure cell of the README's "Measured figures" row whose first cell starts so."""
+def _figures_cells(what: str) -> list[str]:
+    """The cells of the README's "Measured figures" row whose first cell starts so."""
     text = README.read_text()
     start = text.index("## Measured figures\n")
     for line in text[start:].splitlines():
         cells = [c.strip() for c in line.strip().strip("|").split("|")]
         if len(cells) >= 4 and cells[0].startswith(what):
-            return cells[1]
+            return cells
     raise AssertionError(f"no row starting {what!r} in the README's Measured figures")
+
+
+def _figures_row(what: str) -> str:
+    """The figure cell of that row."""
+    return _figures_cells(what)[1]
+
+
+def _figures_row_first(what: str) -> str:
+    """The first cell (what was measured) of that row."""
+    return _figures_cells(what)[0]
 
 
 def test_the_readme_accuracy_figures_are_the_ones_the_scripts_wrote():
@@ -91,3 +101,13 @@ def test_the_readme_accuracy_figures_are_the_ones_the_scripts_wrote():
     assert f"VT episode Se {vt['episode_se']:.1f} % / +P {vt['episode_ppv']:.1f} % (CNN)" in row
     ref_vt = rhythm["ref_beats"]["VT"]["all"]
     assert f"{ref_vt['episode_se']:.1f} % / {ref_vt['episode_ppv']:.1f} % (reference" in row
+
+    other = json.loads((root / "bench/results/other_databases.json").read_text())
+    row = _figures_row("patients of other databases")
+    assert f"{len(other['records'])} QT Database records" in _figures_row_first("patients of")
+    assert f"accuracy {pct(other['aami']['accuracy'])} %" in row
+    for c in ("N", "V"):
+        p = other["aami"]["per_class"][c]
+        assert f"{c} Se {pct(p['sensitivity'])} / +P {pct(p['ppv'])}" in row
+    n_to_v = sum(r["confusion"][0][2] for r in other["per_record"].values())
+    assert f"({n_to_v:,} of {other['aami']['per_class']['N']['support']:,} N beats called V" in row

@@ -360,6 +360,9 @@ def evaluate_end_to_end(classifiers, data_dir, records, progress=None, transform
             "reference": int(ref.size), "detected": int(det.size),
             "missed": int(match.missed.size), "extra": int(match.extra.size),
             "errors": errors, "errors_without_rhythm_rule": errors_net,
+            # Matched beats, rows the reference class, columns the served label.
+            "confusion": confusion(labels[match.ref_index], pred[match.test_index],
+                                   n).tolist(),
             "beats_in_af_afl": int(in_no_s.sum()), "relabelled_by_rhythm_rule": int(rule.sum()),
             "relabelled_by_morphology_rule": int(np.sum(pred_beat != pred_net)),
             "morphology_rule_by_reference_class": {
