@@ -296,6 +296,9 @@ VT_FLAGS = ("VT_RATE_FROM_COUPLING", "VT_FUSION_IN_RUN", "VT_AMBIGUOUS_IN_RUN",
             "VT_RECOVER_MISSED", "VT_RELABEL_AFTER_MISSED")
 VT_GRID = {"VT_GAP_RATIO": (1.5, 1.6, 1.8), "VT_MISSED_MIN_CORR": (0.7, 0.8, 0.9),
            "VT_MISSED_MIN_SLOPE": (0.3, 0.5, 0.7)}
+VT_QRS_GRID_S = (0.0, 0.10, 0.11, 0.12, 0.13)
+"""Least median QRS duration of a VT run tried (0: no condition; 0.12 s is the clinical
+line between narrow and wide complexes)."""
 
 
 def _hmean(a: float | None, b: float | None) -> float:
@@ -563,7 +566,7 @@ def _vt_score(data: dict[str, dict], records: list[str], inputs: dict, noise: di
             c = np.where(noise[r], "Q", cls)
             if rhythm.VT_RECOVER_MISSED:
                 rp, c = rhythm.recover_missed_beats(data[r]["x"], rp, c, FS)
-            vt, _ = rhythm.ventricular_runs(c, rp, FS, data[r]["n"])
+            vt, _ = rhythm.ventricular_runs(c, rp, FS, data[r]["n"], x=data[r]["x"])
             rows.append(score_record(reference_intervals(data[r])["VT"], vt))
     a = pooled_episode_agreement(rows)
     return {"episode_se": a["episode_se"], "episode_ppv": a["episode_ppv"],
@@ -652,7 +655,18 @@ def tune_vt(data: dict[str, dict], cnn) -> dict:
         param_rows.append({"params": params, "flags": best_flags, "ds1": _vt_score(
             data, DS1, inputs[setting], noise[setting], **best_flags, **params)})
     best_params = max(param_rows, key=key)["params"]
-    chosen = {**best_flags, **best_params}
+    # Last, the QRS width a VT run needs: highest DS1 Se, then +P, then the least
+    # condition (what DS1 cannot tell apart stays off). All 48 for information.
+    width_rows = []
+    for width in VT_QRS_GRID_S:
+        values = {**best_flags, **best_params, "VT_MIN_QRS_S": width}
+        width_rows.append({"VT_MIN_QRS_S": width, **{
+            g: _vt_score(data, recs, inputs[setting], noise[setting], **values)
+            for g, recs in (("ds1", DS1), ("ds2", DS2), ("all", records))}})
+    best_width = max(width_rows, key=lambda g: (g["ds1"]["episode_se"] or 0,
+                                                g["ds1"]["episode_ppv"] or 0,
+                                                -g["VT_MIN_QRS_S"]))["VT_MIN_QRS_S"]
+    chosen = {**best_flags, **best_params, "VT_MIN_QRS_S": best_width}
     ablation = []
     for flag in VT_FLAGS:
         for on in (False, True):
@@ -662,6 +676,7 @@ def tune_vt(data: dict[str, dict], cnn) -> dict:
                 for s in inputs for g, recs in (("DS1", DS1), ("all", records))}})
     module = {k: getattr(rhythm, k) for k in chosen}
     return {"setting": setting, "flags_grid": flag_rows, "params_grid": param_rows,
+            "width_grid": width_rows,
             "chosen": chosen, "ablation": ablation, "module": module,
             "module_matches": module == chosen}
 
@@ -1106,6 +1121,17 @@ def main() -> int:
         lines.append(f"| {p_['VT_GAP_RATIO']} | {p_['VT_MISSED_MIN_CORR']} | "
                      f"{p_['VT_MISSED_MIN_SLOPE']} | {g['ds1']['found']}/{g['ds1']['ref_n']} | "
                      f"{_fmt(g['ds1']['episode_se'])} | {_fmt(g['ds1']['episode_ppv'])} |")
+    lines += ["", "QRS width a VT run needs (`VT_MIN_QRS_S`, the median delineated QRS "
+              "duration of its V beats; 0: none), with the options and search chosen above. "
+              "Rule: highest DS1 episode Se, then +P, then the least condition. DS2 and all "
+              "48 records for information only:", "",
+              "| least QRS (s) | DS1 found | DS1 Se | DS1 +P (of) | DS2 Se | DS2 +P (of) "
+              "| all Se | all +P (of) |", "|---|---|---|---|---|---|---|---|"]
+    for g in vt["width_grid"]:
+        lines.append(
+            f"| {g['VT_MIN_QRS_S']:g} | {g['ds1']['found']}/{g['ds1']['ref_n']} | "
+            + " | ".join(f"{_fmt(g[k]['episode_se'])} | {_fmt(g[k]['episode_ppv'])} "
+                         f"({g[k]['det_n']})" for k in ("ds1", "ds2", "all")) + " |")
     lines.append("")
     write_results("rhythm", payload, "\n".join(lines))
     return 0

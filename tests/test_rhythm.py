@@ -262,7 +262,7 @@ def test_vt_rule_on_synthetic_classes():
     rpeaks = np.concatenate([[100], 100 + np.cumsum(rr)])
     classes = np.full(rpeaks.size, "N")
     classes[21:25] = "V"
-    x = _synthetic_ecg(rpeaks, int(rpeaks[-1] + fs))
+    x = _wide_beats(rpeaks, int(rpeaks[-1] + fs), classes == "V")
     episodes = ecg_rhythm(x, rpeaks, fs, beat_classes=classes)
     vt = _intervals(episodes, "VT")
     assert vt == [(int(rpeaks[21]), int(rpeaks[25]))]
@@ -286,7 +286,7 @@ def test_vt_rate_counts_the_coupling_interval(monkeypatch):
     rpeaks = (100 + np.concatenate([[0], np.cumsum(gaps)]) * FS).astype(np.int64)
     classes = np.full(rpeaks.size, "N")
     classes[21:24] = "V"
-    x = _synthetic_ecg(rpeaks, int(rpeaks[-1] + FS))
+    x = _wide_beats(rpeaks, int(rpeaks[-1] + FS), classes == "V")
     monkeypatch.setattr(rhythm, "VT_RATE_FROM_COUPLING", True)
     episodes = ecg_rhythm(x, rpeaks, FS, beat_classes=classes)
     assert _intervals(episodes, "VT") == [(int(rpeaks[21]), int(rpeaks[24]))]
@@ -309,6 +309,29 @@ def _wide_beats(rpeaks: np.ndarray, n: int, wide: np.ndarray, seed: int = 0) -> 
         ok = (idx >= 0) & (idx < n)
         x[idx[ok]] += (broad if w else narrow)[ok]
     return x
+
+
+def test_a_fast_run_of_narrow_complexes_is_not_vt(monkeypatch):
+    # Four fast beats a classifier calls V: wide complexes are VT; the same run of
+    # narrow complexes (a supraventricular run the classifier got wrong) is not, unless
+    # the width condition is off.
+    from ecgcore import rhythm
+
+    rr = np.full(40, int(0.8 * FS))
+    rr[20:24] = int(0.45 * FS)
+    rpeaks = np.concatenate([[100], 100 + np.cumsum(rr)])
+    classes = np.full(rpeaks.size, "N")
+    classes[21:25] = "V"
+    n = int(rpeaks[-1] + FS)
+    run = [(int(rpeaks[21]), int(rpeaks[25]))]
+    wide = _wide_beats(rpeaks, n, classes == "V")
+    narrow = _wide_beats(rpeaks, n, np.zeros(rpeaks.size, dtype=bool))
+    assert rhythm.VT_MIN_QRS_S >= 0.08
+    assert _intervals(ecg_rhythm(wide, rpeaks, FS, beat_classes=classes), "VT") == run
+    episodes = ecg_rhythm(narrow, rpeaks, FS, beat_classes=classes)
+    assert not _intervals(episodes, "VT") and not _intervals(episodes, "IVR")
+    monkeypatch.setattr(rhythm, "VT_MIN_QRS_S", 0.0)
+    assert _intervals(ecg_rhythm(narrow, rpeaks, FS, beat_classes=classes), "VT") == run
 
 
 def test_missed_beat_in_a_fast_run_is_put_back():
@@ -435,7 +458,7 @@ def test_ventricular_runs_are_cut_out_of_af():
     classes = np.full(rpeaks.size, "N")
     classes[150:158] = "V"
     n = int(rpeaks[-1] + FS)
-    x = _synthetic_ecg(rpeaks, n)
+    x = _wide_beats(rpeaks, n, classes == "V")
     none = np.full(rpeaks.size, np.nan)
     episodes = ecg_rhythm(x, rpeaks, FS, beat_classes=classes, p_peaks=none)
     vt, af = _intervals(episodes, "VT"), _intervals(episodes, "AFIB")
@@ -457,7 +480,7 @@ def test_short_af_pieces_between_ventricular_runs_dropped_only_when_set(monkeypa
     classes = np.full(rpeaks.size, "N")
     classes[150:158] = "V"
     classes[166:174] = "V"
-    x = _synthetic_ecg(rpeaks, int(rpeaks[-1] + FS))
+    x = _wide_beats(rpeaks, int(rpeaks[-1] + FS), classes == "V")
     none = np.full(rpeaks.size, np.nan)
 
     def pieces():
