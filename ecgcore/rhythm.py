@@ -1251,14 +1251,26 @@ def ventricular_runs(
     return fast_runs, slow_runs
 
 
+QRS_CONTEXT_S = 3.0
+"""Signal kept on each side of a run for :func:`_qrs_durations` (more than any window of
+the delineator, so the slice gives what the whole lead would)."""
+
+
 def _qrs_durations(x: np.ndarray, rpeaks: np.ndarray, fs: float, first: int,
                    last: int) -> np.ndarray:
     """QRS duration (s) of beats ``first``..``last`` from the delineator, NaN where it
-    found no bounds (the run's neighbours are delineated with it, for context)."""
+    found no bounds (the run's neighbours are delineated with it, for context).
+
+    Only the stretch of the lead around the run is delineated: the delineator filters all
+    of the signal it is given, which over a 24-hour lead, run after run, took minutes."""
     from ecgcore.delineate import ecg_delineate
 
     lo, hi = max(first - 1, 0), min(last + 2, rpeaks.size)
-    points = ecg_delineate(np.asarray(x, dtype=np.float64), np.asarray(rpeaks[lo:hi]), fs)
+    beats = np.asarray(rpeaks[lo:hi], dtype=np.int64)
+    margin = int(QRS_CONTEXT_S * fs)
+    start = max(int(beats[0]) - margin, 0)
+    stop = min(int(beats[-1]) + margin, np.asarray(x).size)
+    points = ecg_delineate(np.asarray(x[start:stop], dtype=np.float64), beats - start, fs)
     widths = (points["qrs_offset"] - points["qrs_onset"]) / fs
     return widths[first - lo : first - lo + last - first + 1]
 

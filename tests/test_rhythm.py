@@ -334,6 +334,25 @@ def test_a_fast_run_of_narrow_complexes_is_not_vt(monkeypatch):
     assert _intervals(ecg_rhythm(narrow, rpeaks, FS, beat_classes=classes), "VT") == run
 
 
+@needs_mitdb
+def test_run_widths_from_a_slice_of_the_lead_are_the_whole_leads():
+    # The VT width condition delineates only the stretch around each run (over a 24-hour
+    # lead, delineating all of it per run took minutes); on 203's runs of V beats that
+    # gives the same QRS durations as delineating the whole lead.
+    from ecgcore.delineate import ecg_delineate
+    from ecgcore.rhythm import _qrs_durations, _runs
+
+    d = _record("203")
+    rpeaks, is_v = d["ref_pos"], d["ref_cls"] == "V"
+    full = ecg_delineate(d["x"], rpeaks, FS)
+    widths = (full["qrs_offset"] - full["qrs_onset"]) / FS
+    runs = [(a, b) for a, b in _runs(is_v) if b - a >= 2]
+    assert len(runs) >= 15
+    for a, b in runs:
+        np.testing.assert_array_equal(_qrs_durations(d["x"], rpeaks, FS, a, b),
+                                      widths[a : b + 1])
+
+
 def test_missed_beat_in_a_fast_run_is_put_back():
     from ecgcore.rhythm import recover_missed_beats
 
