@@ -59,17 +59,12 @@ def main() -> int:
     args = parser.parse_args()
     from ecgcore.beats import AAMI_CLASSES
     from ecgcore.inference import load_classifiers
-    from ecgcore.io import read
-    from ecgcore.recording import preferred_lead
     from training.evaluate import evaluate_end_to_end
 
     records, left_out = unseen_records(args.qtdb)
-    leads = {}
-    for name in records:
-        recording = read(args.qtdb / name)
-        leads[name] = recording.leads[preferred_lead(recording.leads)]
     start = time.perf_counter()
     result = evaluate_end_to_end(load_classifiers(), args.qtdb, records)
+    leads = {name: r["lead"] for name, r in result["per_record"].items()}
     payload = {"machine": machine(), "records": records, "leads": leads,
                "left_out": left_out,
                "aami": result["aami"], "binary": result["binary"],

@@ -447,9 +447,8 @@ class Analysis:
             "rr_s": np.round(rr, 4),
         }
         for name, values in self.points.items():
-            columns[name] = pd.array(
-                np.where(np.isfinite(values), values, np.nan), dtype="Float64"
-            ).round().astype("Int64")
+            columns[name] = pd.array(np.asarray(values, dtype=np.float64),
+                                     dtype="Float64").round().astype("Int64")
         if self.aami_probs is not None:
             columns["aami"] = self.aami_labels
             columns["aami_network"] = self.aami_network_labels

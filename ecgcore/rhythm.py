@@ -50,6 +50,7 @@ from typing import Any
 import numpy as np
 
 from ecgcore.beats import QRS_WINDOW_S, context_segments, nearest_index, p_coherence
+from ecgcore.delineate import ecg_delineate
 from ecgcore.metrics import merge_intervals
 
 RHYTHM_NAMES: dict[str, str] = {
@@ -1263,8 +1264,6 @@ def _qrs_durations(x: np.ndarray, rpeaks: np.ndarray, fs: float, first: int,
 
     Only the stretch of the lead around the run is delineated: the delineator filters all
     of the signal it is given, which over a 24-hour lead, run after run, took minutes."""
-    from ecgcore.delineate import ecg_delineate
-
     lo, hi = max(first - 1, 0), min(last + 2, rpeaks.size)
     beats = np.asarray(rpeaks[lo:hi], dtype=np.int64)
     margin = int(QRS_CONTEXT_S * fs)

@@ -357,6 +357,7 @@ def evaluate_end_to_end(classifiers, data_dir, records, progress=None, transform
         relabelled_by_reference += by_class
         relabelled_unmatched += int(rule[match.extra].sum())
         per_record[record] = {
+            "lead": analysis.lead_used,
             "reference": int(ref.size), "detected": int(det.size),
             "missed": int(match.missed.size), "extra": int(match.extra.size),
             "errors": errors, "errors_without_rhythm_rule": errors_net,

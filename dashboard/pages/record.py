@@ -337,9 +337,7 @@ def analysis_file(prepared: PreparedRecord, which: str) -> dict[str, Any] | None
     if which == "rec-dl-rhythm":
         return dcc.send_data_frame(analysis.rhythm_frame().to_csv, f"{stem}_rhythm.csv",
                                    index=False)
-    reference = None
-    if prepared.reference is not None and prepared.beats.get("ref") is not None:
-        reference = prepared.beats["ref"]
+    reference = prepared.beats["ref"] if prepared.reference is not None else None
     return dcc.send_data_frame(analysis.beats_frame(reference).to_csv, f"{stem}_beats.csv",
                                index=False)
 
