@@ -682,7 +682,7 @@ class LiveSession:
         """Find the rhythm over the newest :attr:`LiveSettings.rhythm_span_s` and merge it."""
         from ecgcore.analysis import VF_NOT_SOUGHT_WARNING, analyze
         from ecgcore.recording import Recording
-        from ecgcore.rhythm import RHYTHM_NAMES
+        from ecgcore.rhythm import rhythm_name
 
         snap = self._snapshot(self.settings.rhythm_span_s)
         if snap is None:
@@ -705,7 +705,7 @@ class LiveSession:
             if note is not None:
                 self._vf_note_said = True
                 self._say(note)
-        found = [RhythmFinding(e["label"], RHYTHM_NAMES.get(e["label"], e["label"]),
+        found = [RhythmFinding(e["label"], rhythm_name(e["label"]),
                                (first + e["start"]) / fs, (first + e["end"]) / fs)
                  for e in analysis.rhythm]
         with self._lock:

@@ -530,14 +530,14 @@ def _rhythm_agreement(reference: list[dict[str, Any]], found: list[dict[str, Any
     """Per rhythm that either side has, how the episodes found agree with the reference
     ones (``ecgcore.metrics.episode_agreement``, pooled over this one record)."""
     from ecgcore.metrics import episode_agreement, pooled_episode_agreement
-    from ecgcore.rhythm import RHYTHM_NAMES
+    from ecgcore.rhythm import rhythm_name
 
     rows = []
     for label in SCORED_RHYTHMS:
         ref = [(e["start"], e["end"]) for e in reference if e["label"] == f"({label}"]
         det = [(e["start"], e["end"]) for e in found if e["label"] == label]
         if ref or det:
-            rows.append({"label": label, "name": RHYTHM_NAMES[label],
+            rows.append({"label": label, "name": rhythm_name(label),
                          **pooled_episode_agreement([episode_agreement(ref, det, fs)])})
     return rows
 

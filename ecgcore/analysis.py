@@ -481,11 +481,11 @@ class Analysis:
         """
         import pandas as pd
 
-        from ecgcore.rhythm import RHYTHM_NAMES
+        from ecgcore.rhythm import rhythm_name
 
         rows = [{
             "label": e["label"],
-            "name": RHYTHM_NAMES.get(e["label"], e["label"]),
+            "name": rhythm_name(e["label"]),
             "start": int(e["start"]),
             "end": int(e["end"]),
             "start_s": round(e["start"] / self.fs, 3),

@@ -28,25 +28,6 @@ DATA_EXTENSIONS = (".dat", ".mat")
 """A record's signal file beside its ``.hea``: WFDB's ``.dat``, or the ``.mat`` (WFDB
 format 16 behind a MATLAB v4 header) of the PhysioNet Challenges' databases."""
 
-RHYTHM_NAMES = {
-    "(AB": "atrial bigeminy",
-    "(AFIB": "atrial fibrillation",
-    "(AFL": "atrial flutter",
-    "(B": "ventricular bigeminy",
-    "(BII": "2nd degree heart block",
-    "(IVR": "idioventricular rhythm",
-    "(N": "normal sinus rhythm",
-    "(NOD": "nodal (junctional) rhythm",
-    "(P": "paced rhythm",
-    "(PREX": "pre-excitation (WPW)",
-    "(SBR": "sinus bradycardia",
-    "(SVTA": "supraventricular tachyarrhythmia",
-    "(T": "ventricular trigeminy",
-    "(VFL": "ventricular flutter",
-    "(VT": "ventricular tachycardia",
-}
-"""MIT-BIH rhythm codes (``aux_note`` of ``+`` annotations) and their plain names."""
-
 
 def records_dir() -> Path:
     """Where records are listed from: ``$ECG_MITDB_DIR`` when set, else the samples."""
@@ -205,11 +186,6 @@ def catalog(folder: Path | None = None, *, use_cache: bool = True) -> list[dict[
     if use_cache:
         save_json(cache_name, key, rows)
     return rows
-
-
-def rhythm_name(code: str) -> str:
-    """The plain name of a MIT-BIH rhythm code (the code itself when unknown)."""
-    return RHYTHM_NAMES.get(code, code.lstrip("("))
 
 
 def reference_rhythm_episodes(

@@ -6,7 +6,7 @@ Everything works on one sampling rate ``fs`` (the pipeline calls it at the inter
 360 Hz) and returns plain ``{"label", "start", "end"}`` episodes in samples of that rate.
 Labels are the MIT-BIH rhythm codes where one exists (``AFIB``, ``AFL``, ``VFL``,
 ``VT``, ``SVTA``, ``B``, ``T``, ``SBR``, ``IVR``) and short codes of ours otherwise
-(``STACH``, ``PAUSE``, ``NOISE``); :data:`RHYTHM_NAMES` gives the plain names for display.
+(``STACH``, ``PAUSE``, ``NOISE``); :func:`rhythm_name` gives the plain names for display.
 
 An episode runs from the R peak of its first beat to the R peak of the first beat after
 it (the MIT-BIH convention: a rhythm annotation sits on the first beat of the new rhythm).
@@ -66,8 +66,23 @@ RHYTHM_NAMES: dict[str, str] = {
     "PAUSE": "Pause",
     "NOISE": "Unreadable signal (noise or leads off)",
     "VFL": "Ventricular flutter or fibrillation",
+    # MIT-BIH rhythm codes ecgcore does not report, for the reference's episodes.
+    "AB": "Atrial bigeminy",
+    "BII": "2nd degree heart block",
+    "N": "Normal sinus rhythm",
+    "NOD": "Nodal (junctional) rhythm",
+    "P": "Paced rhythm",
+    "PREX": "Pre-excitation (WPW)",
 }
-"""Rhythm code -> plain name, for the views."""
+"""Rhythm code -> plain name, for the views: ecgcore's codes and MIT-BIH's (without the
+``(`` of its ``aux_note``)."""
+
+
+def rhythm_name(code: str) -> str:
+    """The plain name of a rhythm code, ecgcore's (``STACH``) or MIT-BIH's with or
+    without its ``(`` (``(AFIB``); the code itself when unknown."""
+    bare = str(code).lstrip("(")
+    return RHYTHM_NAMES.get(bare, bare)
 
 # --- Settings (chosen on DS1 with bench/rhythm.py; see bench/results/rhythm.md) ---------
 AF_WINDOW_BEATS = 31
@@ -1493,7 +1508,7 @@ def rhythm_summary(episodes: list[dict[str, Any]], n_samples: int, fs: float) ->
     for e in episodes:
         d = by_label.setdefault(
             e["label"],
-            {"name": RHYTHM_NAMES.get(e["label"], e["label"]), "count": 0, "total_s": 0.0,
+            {"name": rhythm_name(e["label"]), "count": 0, "total_s": 0.0,
              "longest_s": 0.0},
         )
         length = (e["end"] - e["start"]) / fs

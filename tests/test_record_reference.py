@@ -96,3 +96,30 @@ def test_ventricular_flutter_is_shown_and_scored_in_207(mitdb):
     # The record view's bands: ours beside the reference's.
     labels = {e["label"] for e in prepared.rhythm}
     assert {"VFL", "(VFL"} <= labels
+
+
+def test_trend_names_rhythms_plainly_without_labels_running_into_each_other(mitdb):
+    # 208 has nearly a hundred short trigeminy, tachycardia and pause episodes, found and
+    # in the reference: far more than there is room to label across 30 minutes.
+    from dashboard.components.figures import LABEL_CHAR_PX, LABEL_PLOT_PX, trend_figure
+    from dashboard.records import prepare
+    from ecgcore.io import read
+    from ecgcore.rhythm import RHYTHM_NAMES
+
+    prepared = prepare("208", read(str(mitdb / "208")))
+    figure = trend_figure(prepared, (0.0, 20.0))
+    shown = [e for e in prepared.rhythm if e["label"] != "(N"]
+    assert len(shown) > 80
+    names = set(RHYTHM_NAMES.values())
+    hover = next(t for t in figure["data"] if t.get("name") == "rhythm episodes")
+    assert len(hover["text"]) == len(shown)
+    assert all(text.split("<br>")[0].removeprefix("ref ").removesuffix(" (detected)")
+               in names for text in hover["text"])
+    labels = figure["layout"]["annotations"]
+    assert all(a["text"].removeprefix("ref ").removesuffix(" (detected)") in names
+               for a in labels)
+    seconds_per_char = prepared.duration_s * LABEL_CHAR_PX / LABEL_PLOT_PX
+    for row in {a["y"] for a in labels}:
+        placed = sorted((a["x"], len(a["text"])) for a in labels if a["y"] == row)
+        for (x, chars), (next_x, _) in zip(placed, placed[1:], strict=False):
+            assert next_x >= x + chars * seconds_per_char

@@ -186,7 +186,7 @@ def waveform_figure(
             ylo, yhi = (float(np.min(y)), float(np.max(y))) if y.size else (-1.0, 1.0)
             data += _beat_layers(prepared, yaxis, i0, i1, lead, layers, detail, (ylo, yhi))
     if "rhythm" in layers:
-        shapes, annotations = _rhythm_bands(prepared, start_s, end_s)
+        shapes, annotations, _ = _rhythm_bands(prepared, start_s, end_s)
     layout.update({
         "xaxis": {
             "range": [start_s, end_s], "showgrid": True, "zeroline": False,
@@ -339,40 +339,64 @@ def _beat_hover(beats: dict[str, np.ndarray], i: int) -> str:
     return "<br>".join(parts)
 
 
+LABEL_CHAR_PX = 6.0
+"""About how wide a character of a rhythm label (10 px font) is drawn."""
+LABEL_PLOT_PX = 900.0
+"""The plot width assumed when deciding whether a rhythm label fits (a narrow window's;
+wider screens leave more room, never less)."""
+
+
 def _rhythm_bands(
     prepared: PreparedRecord, start_s: float, end_s: float
-) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]], list[dict[str, Any]]]:
+    """Coloured bands, labels and hover points of the rhythm episodes in view.
+
+    A label is drawn only where it fits and does not run into the previous label of its
+    row; every band gets a hover point (its middle) naming it, so a band too narrow for
+    its label is still named.
+    """
+    from ecgcore.rhythm import rhythm_name
+
     # Reference episodes (from the .atr) fill the upper half when the analysis found
     # episodes too, which then fill the lower half: the two are never confused.
     fs = prepared.fs
     sources = {e.get("source", "analysis") for e in prepared.rhythm}
     both = len(sources) > 1
-    shapes, annotations = [], []
-    for episode in prepared.rhythm:
+    span = max(end_s - start_s, 1e-9)
+    seconds_per_char = span * LABEL_CHAR_PX / LABEL_PLOT_PX
+    label_end: dict[float, float] = {}
+    shapes, annotations, hover = [], [], []
+    for episode in sorted(prepared.rhythm, key=lambda e: e["start"]):
         a, b = episode["start"] / fs, episode["end"] / fs
         if b < start_s or a > end_s or episode["label"] == "(N":
             continue
         reference = episode.get("source") == "reference"
         y0, y1 = ((0.5, 1.0) if reference else (0.0, 0.5)) if both else (0.0, 1.0)
-        x0 = max(a, start_s)
+        x0, x1 = max(a, start_s), min(b, end_s)
         shapes.append({
             "type": "rect", "xref": "x", "yref": "paper", "x0": x0,
-            "x1": min(b, end_s), "y0": y0, "y1": y1, "line": {"width": 0},
+            "x1": x1, "y0": y0, "y1": y1, "line": {"width": 0},
             # Reference labels keep MIT-BIH's "(" ("(AFIB"), detected ones do not ("AFIB"):
             # the same rhythm gets the same colour.
             "fillcolor": RHYTHM_COLOURS.get("(" + episode["label"].lstrip("("),
                                             DEFAULT_RHYTHM_COLOUR),
             "layer": "below",
         })
-        if (min(b, end_s) - x0) < 0.015 * (end_s - start_s):
-            continue  # too narrow to read a label at this zoom; the band is enough
-        name = episode["label"].lstrip("(")
+        name = rhythm_name(episode["label"])
+        text = (f"ref {name}" if reference else f"{name} (detected)") if both else name
+        hover.append({
+            "x": 0.5 * (x0 + x1), "y": 0.5 * (y0 + y1),
+            "text": f"{text}<br>{format_hms(a)} - {format_hms(b)} ({b - a:.0f} s)",
+        })
+        needed = len(text) * seconds_per_char
+        if x1 - x0 < 0.5 * needed or x0 < label_end.get(y1, -np.inf):
+            continue  # no room at this zoom: the band and its hover point are enough
+        label_end[y1] = x0 + needed
         annotations.append({
             "x": x0, "xref": "x", "y": y1, "yref": "paper", "yanchor": "top",
-            "xanchor": "left", "showarrow": False, "font": {"size": 10},
-            "text": (f"ref {name}" if reference else f"{name} (detected)") if both else name,
+            "xanchor": "left", "showarrow": False, "font": {"size": 10}, "text": text,
         })
-    return shapes, annotations
+    return shapes, annotations, hover
 
 
 def _paper_grid(layout: dict[str, Any], rows: int, span_s: float) -> None:
@@ -414,10 +438,18 @@ def trend_figure(prepared: PreparedRecord, view: tuple[float, float]) -> dict[st
             "hovertemplate": "%{y:.0f} bpm<extra></extra>", "connectgaps": False,
         })
     duration = prepared.duration_s
-    shapes, annotations = _rhythm_bands(prepared, 0.0, duration)
+    shapes, annotations, hover = _rhythm_bands(prepared, 0.0, duration)
     # The heart rate goes on an overlaying axis so that it is drawn above the bands.
     for trace in data:
         trace["yaxis"] = "y2"
+    if hover:
+        # Last, so a click on the trend reports the heart-rate point first.
+        data.append({
+            "type": "scatter", "x": [round(h["x"], 2) for h in hover],
+            "y": [h["y"] for h in hover], "text": [h["text"] for h in hover],
+            "mode": "markers", "marker": {"size": 12, "opacity": 0}, "yaxis": "y",
+            "name": "rhythm episodes", "hovertemplate": "%{text}<extra></extra>",
+        })
     return {
         "data": _bands_as_traces(shapes) + data,
         "layout": {

@@ -12,7 +12,8 @@ CLASS_COLUMNS = ("N", "S", "V", "F", "Q")
 
 
 def _rows() -> tuple[list[dict], str]:
-    from ecgcore.catalog import catalog, records_dir, rhythm_name
+    from ecgcore.catalog import catalog, records_dir
+    from ecgcore.rhythm import rhythm_name
 
     folder = context.config().records_dir or records_dir()
     rows = []

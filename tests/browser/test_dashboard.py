@@ -67,7 +67,7 @@ def test_records_page_lists_all_48_and_opens_a_record(web):
     web.page.wait_for_selector("#records-table .dash-cell")
     text = web.page.inner_text("#records-table")
     assert "48 record(s)" in web.page.inner_text("body")
-    assert "ventricular trigeminy" in text and "Digoxin" in text
+    assert "Ventricular trigeminy" in text and "Digoxin" in text
     web.page.click("#records-table a[href='/record/208']")
     web.page.wait_for_url(re.compile(r".*/record/208$"))
     wait_wave(web)
