@@ -329,6 +329,23 @@ def _window_stat(values: np.ndarray, half: int, stat: str | float) -> np.ndarray
     return out
 
 
+def column_running_median(rows: np.ndarray, size: int) -> np.ndarray:
+    """The running median of ``size`` rows down each column of a 2-D array, the ends
+    extended (``scipy.ndimage.median_filter(rows, size=(size, 1), mode="nearest")``).
+
+    Taken one column at a time: scipy's one-dimensional median filter is about seven
+    times faster than its n-dimensional one, and a median picks one of the values, so
+    the result is the same to the bit.
+    """
+    from scipy.ndimage import median_filter
+
+    rows = np.asarray(rows, dtype=np.float64)
+    out = np.empty_like(rows)
+    for column in range(rows.shape[1]):
+        out[:, column] = median_filter(rows[:, column], size=size, mode="nearest")
+    return out
+
+
 def nearest_index(kept: np.ndarray, n: int) -> np.ndarray:
     """For each of ``range(n)``, the position in ``kept`` (sorted indices) of the closest."""
     idx = np.arange(n)
@@ -365,7 +382,6 @@ def normal_qrs_correlation(
         :data:`MIN_NORMAL_BEATS` are called normal, and for a beat whose QRS or
         reference is flat.
     """
-    from scipy.ndimage import median_filter
 
     w = np.asarray(waveforms, dtype=np.float64)
     if w.ndim == 3:
@@ -380,7 +396,7 @@ def normal_qrs_correlation(
     a = WINDOW_BEFORE - int(round(QRS_WINDOW_S[0] * INTERNAL_FS))
     b = WINDOW_BEFORE + int(round(QRS_WINDOW_S[1] * INTERNAL_FS)) + 1
     qrs = w[:, a:b] - w[:, a:b].mean(axis=1, keepdims=True)
-    reference = median_filter(qrs[kept], size=(n_beats, 1), mode="nearest")
+    reference = column_running_median(qrs[kept], n_beats)
     reference = reference[nearest_index(kept, w.shape[0])]
     den = np.sqrt(np.sum(qrs * qrs, axis=1) * np.sum(reference * reference, axis=1))
     with np.errstate(invalid="ignore", divide="ignore"):
@@ -413,7 +429,7 @@ def p_coherence(
         return out
     w = x[r[idx][:, None] + np.arange(-a, -b)[None, :]]
     w = w - w[:, -1:]
-    template = median_filter(w, size=(window, 1), mode="nearest")
+    template = column_running_median(w, window)
     single = median_filter(np.ptp(w, axis=1), size=window, mode="nearest")
     coherence = np.ptp(template, axis=1) / np.maximum(single, 1e-12)
     return coherence[nearest_index(idx, r.size)]

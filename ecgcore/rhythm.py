@@ -502,6 +502,19 @@ def _organised_beats(x: np.ndarray, beats: np.ndarray, start: int, window: int,
 # --- Unreadable stretches -------------------------------------------------------------
 
 
+def _kept_row_median(values: np.ndarray, keep: np.ndarray) -> np.ndarray:
+    """The median of each row's kept values (NaN for a row with none), as ``np.median``
+    of ``row[keep_row]`` gives it, for all rows at once."""
+    count = keep.sum(axis=1)
+    ordered = np.sort(np.where(keep, values, np.inf), axis=1)
+    rows = np.arange(values.shape[0])
+    low = ordered[rows, np.maximum((count - 1) // 2, 0)]
+    high = ordered[rows, np.minimum(count // 2, values.shape[1] - 1)]
+    unknown = (count == 0) | np.isnan(np.where(keep, values, 0.0)).any(axis=1)
+    with np.errstate(invalid="ignore"):
+        return np.where(unknown, np.nan, (low + high) / 2.0)
+
+
 def noise_intervals(
     x: np.ndarray, rpeaks: np.ndarray, fs: float, missing: np.ndarray | None = None
 ) -> list[tuple[int, int]]:
@@ -539,16 +552,13 @@ def noise_intervals(
     for shift in range(-half_qrs, half_qrs + 1):
         pos = rpeaks + shift
         outside[pos[(pos >= 0) & (pos < n)]] = False
-    bad = np.zeros(n_blocks, dtype=bool)
     blocks = resid[: n_blocks * block].reshape(n_blocks, block)
     keep = outside[: n_blocks * block].reshape(n_blocks, block)
     xb = x[: n_blocks * block].reshape(n_blocks, block)
-    for b in range(n_blocks):
-        r = blocks[b][keep[b]]
-        if r.size < block // 4:
-            continue  # nearly all QRS: a fast rhythm, not noise
-        sd = 1.4826 * float(np.median(np.abs(r - np.median(r))))
-        bad[b] = sd > NOISE_HF_RATIO * qrs_amp
+    centre = _kept_row_median(blocks, keep)
+    sd = 1.4826 * _kept_row_median(np.abs(blocks - centre[:, None]), keep)
+    # A block of nearly all QRS is a fast rhythm, not noise.
+    bad = (keep.sum(axis=1) >= block // 4) & (sd > NOISE_HF_RATIO * qrs_amp)
     flat = np.ptp(xb, axis=1) < 0.02 * qrs_amp
     bad |= flat
     if missing is not None:
