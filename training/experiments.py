@@ -59,6 +59,14 @@ PREMATURITY_RULE = ("on top of the served morphology rule, the highest score ave
                     "nested: for each held-out fold, the setting this rule picks on the other "
                     "three folds' beats is applied to it")
 
+WIDTH_GRID = HERE / "width_grid.json"
+WIDTH_THRESHOLDS_S = (None, 0.05, 0.06, 0.07, 0.08, 0.09, 0.10)
+"""QRS durations (s, the delineator's onset to offset) under which a V call is overruled,
+tried by ``--width-grid`` on top of the served morphology rule (None: the rule off). A
+ventricular beat is wide; the question is whether the delineator's width says so reliably
+enough to overrule the network (tried, not served)."""
+WIDTH_RULE = MORPHOLOGY_RULE.replace("both parts off included", "the rule off included")
+
 BINARY_GRID = HERE / "binary_grid.json"
 BINARY_THRESHOLDS = (0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 0.97, 0.99)
 """Thresholds of the binary network tried by ``--binary-grid``."""
@@ -344,6 +352,64 @@ def morphology_grid(name: str) -> dict:
     chosen = min(tied, key=lambda r: (r["changed"], -r["mean"]))
     return {"name": name, "seeds": [seed for seed, _ in runs], "grid": rows,
             "chosen": chosen, "rule": MORPHOLOGY_RULE,
+            "date": datetime.now(UTC).isoformat(timespec="seconds")}
+
+
+def _held_out_qrs_widths(held) -> np.ndarray:
+    """QRS duration (s) of each held-out DS1 beat: :func:`ecgcore.delineate.ecg_delineate`
+    on its record's conditioned lead at the beats' positions, as ``ecg analyze`` does."""
+    from ecgcore.delineate import ecg_delineate
+    from ecgcore.signal import INTERNAL_FS
+    from training.dataset import check_data_dir, load_record_beats
+
+    data_dir = check_data_dir(None)
+    widths = np.full(len(held), np.nan)
+    for record in np.unique(held.record):
+        mine = np.flatnonzero(held.record == record)
+        x = load_record_beats(data_dir, str(record))["x"]
+        points = ecg_delineate(x, held.position[mine], INTERNAL_FS)
+        widths[mine] = (points["qrs_offset"] - points["qrs_onset"]) / INTERNAL_FS
+    return widths
+
+
+def width_grid(name: str) -> dict:
+    """Score a QRS width rule for every threshold of :data:`WIDTH_THRESHOLDS_S` on the saved
+    held-out predictions of ``name``: a beat the network calls V whose QRS is narrower takes
+    its most probable other class, on top of the served morphology rule
+    (:func:`ecgcore.analysis.morphology_rule_mask`). The choice: :data:`WIDTH_RULE`."""
+    from ecgcore.analysis import morphology_rule_mask, overruled_labels
+
+    runs = _saved_cv_predictions(name)
+    held = _held_out_ds1()
+    widths = _held_out_qrs_widths(held)
+    v = AAMI_CLASSES.index("V")
+    table = {t: {"threshold_s": t, "scores": [], "per_seed": []} for t in WIDTH_THRESHOLDS_S}
+    for _, run in runs:
+        true, probs = run["true"], run["probs"]
+        _check_saved(name, true, held)
+        shaped = morphology_rule_mask(probs, _normal_qrs_correlation(held, probs))
+        for t in WIDTH_THRESHOLDS_S:
+            narrow = np.zeros(len(held), dtype=bool) if t is None else (
+                (np.argmax(probs, axis=1) == v) & ~shaped & (widths < t))
+            labels = overruled_labels(probs, shaped | narrow)
+            pred = np.array([AAMI_CLASSES.index(c) for c in labels])
+            fig = aami_figures(true, np.eye(probs.shape[1])[pred])
+            table[t]["scores"].append(round(summary_score(fig), 4))
+            table[t]["per_seed"].append({
+                "changed": int(narrow.sum()), "of_them_true_v": int(np.sum(true[narrow] == v)),
+                **{f"V_{k}": fig["per_class"]["V"][k] for k in ("sensitivity", "ppv")}})
+    rows = list(table.values())
+    for row in rows:
+        row["mean"] = round(float(np.mean(row["scores"])), 4)
+        row["changed"] = sum(x["changed"] for x in row["per_seed"])
+    best = max(r["mean"] for r in rows)
+    chosen = min((r for r in rows if r["mean"] >= best - 0.002),
+                 key=lambda r: (r["changed"], -r["mean"]))
+    v_widths = widths[held.labels == v]
+    return {"name": name, "seeds": [seed for seed, _ in runs], "grid": rows,
+            "chosen": chosen, "rule": WIDTH_RULE,
+            "true_v_width_percentiles_s": {
+                str(q): round(float(np.nanpercentile(v_widths, q)), 3) for q in (5, 10, 50)},
             "date": datetime.now(UTC).isoformat(timespec="seconds")}
 
 
@@ -639,6 +705,32 @@ def write_report(results: list[dict]) -> None:
                 f"{sum(x['true_class_of_changed']['S'] for x in d)} | "
                 + ", ".join(f"{_pct(x['S_sensitivity'])}/{_pct(x['S_ppv'])}" for x in d) + " |")
         lines.append("")
+    if WIDTH_GRID.exists():
+        grid = json.loads(WIDTH_GRID.read_text())
+        chosen = grid["chosen"]
+        pct = grid["true_v_width_percentiles_s"]
+        lines += [f"## QRS width rule grid on the CV predictions of {grid['name']} (not "
+                  "served)", "",
+                  f"Seeds {', '.join(grid['seeds'])} (the off row scores the predictions "
+                  "themselves: training is not bit-for-bit repeatable, so a rerun's differ a "
+                  "little from the table above). On top of the served morphology rule, a "
+                  "beat the network calls V whose QRS (the delineator's onset to offset) is "
+                  "narrower than the threshold takes its most probable other class. Rule: "
+                  f"{grid['rule']}. Chosen: {chosen['threshold_s'] or 'off'} (mean score "
+                  f"{chosen['mean']:.3f}). The delineator measures some true V beats narrow "
+                  f"(DS1's V beats: 5th percentile {pct['5'] * 1000:.0f} ms, 10th "
+                  f"{pct['10'] * 1000:.0f} ms, median {pct['50'] * 1000:.0f} ms).", "",
+                  "| threshold (s) | score per seed | mean | beats changed (all seeds) | of "
+                  "them true V | V Se/+P per seed |", "|---|---|---|---|---|---|"]
+        for row in grid["grid"]:
+            d = row["per_seed"]
+            lines.append(
+                f"| {row['threshold_s'] or 'off'} | "
+                f"{', '.join(f'{x:.3f}' for x in row['scores'])} | {row['mean']:.3f} | "
+                f"{row['changed']} | {sum(x['of_them_true_v'] for x in d)} | "
+                + ", ".join(f"{_pct(x['V_sensitivity'])}/{_pct(x['V_ppv'])}" for x in d)
+                + " |")
+        lines.append("")
     if BINARY_GRID.exists():
         grid = json.loads(BINARY_GRID.read_text())
         chosen = grid["chosen"]
@@ -681,6 +773,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--morphology-grid", metavar="NAME",
                         help="choose the morphology rule's threshold on NAME's saved CV "
                         "predictions (writes training/morphology_grid.json)")
+    parser.add_argument("--width-grid", metavar="NAME",
+                        help="score a QRS width rule for V calls on NAME's saved CV "
+                        "predictions (writes training/width_grid.json)")
     parser.add_argument("--prematurity-grid", metavar="NAME",
                         help="choose the prematurity rule's thresholds on NAME's saved CV "
                         "predictions (writes training/prematurity_grid.json)")
@@ -702,6 +797,11 @@ def main(argv: list[str] | None = None) -> int:
         MORPHOLOGY_GRID.write_text(json.dumps(grid, indent=1))
         c = grid["chosen"]
         print(f"chosen V {c['v_threshold']}, S {c['s_threshold']} (mean score {c['mean']})")
+    if args.width_grid:
+        grid = width_grid(args.width_grid)
+        WIDTH_GRID.write_text(json.dumps(grid, indent=1))
+        c = grid["chosen"]
+        print(f"chosen width {c['threshold_s']} (mean score {c['mean']})")
     if args.prematurity_grid:
         grid = prematurity_grid(args.prematurity_grid)
         PREMATURITY_GRID.write_text(json.dumps(grid, indent=1))
