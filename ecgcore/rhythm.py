@@ -502,6 +502,11 @@ def _organised_beats(x: np.ndarray, beats: np.ndarray, start: int, window: int,
 # --- Unreadable stretches -------------------------------------------------------------
 
 
+ROWS_AT_ONCE = 2048
+"""Blocks :func:`_kept_robust_sd` sorts together: a day's one-second blocks at once would
+hold several copies of the whole lead."""
+
+
 def _kept_row_median(values: np.ndarray, keep: np.ndarray) -> np.ndarray:
     """The median of each row's kept values (NaN for a row with none), as ``np.median``
     of ``row[keep_row]`` gives it, for all rows at once."""
@@ -513,6 +518,17 @@ def _kept_row_median(values: np.ndarray, keep: np.ndarray) -> np.ndarray:
     unknown = (count == 0) | np.isnan(np.where(keep, values, 0.0)).any(axis=1)
     with np.errstate(invalid="ignore"):
         return np.where(unknown, np.nan, (low + high) / 2.0)
+
+
+def _kept_robust_sd(values: np.ndarray, keep: np.ndarray) -> np.ndarray:
+    """Each row's robust SD (1.4826 x the median absolute deviation) of its kept values,
+    :data:`ROWS_AT_ONCE` rows at a time."""
+    out = np.empty(values.shape[0])
+    for i in range(0, values.shape[0], ROWS_AT_ONCE):
+        v, k = values[i : i + ROWS_AT_ONCE], keep[i : i + ROWS_AT_ONCE]
+        centre = _kept_row_median(v, k)
+        out[i : i + ROWS_AT_ONCE] = 1.4826 * _kept_row_median(np.abs(v - centre[:, None]), k)
+    return out
 
 
 def noise_intervals(
@@ -555,8 +571,7 @@ def noise_intervals(
     blocks = resid[: n_blocks * block].reshape(n_blocks, block)
     keep = outside[: n_blocks * block].reshape(n_blocks, block)
     xb = x[: n_blocks * block].reshape(n_blocks, block)
-    centre = _kept_row_median(blocks, keep)
-    sd = 1.4826 * _kept_row_median(np.abs(blocks - centre[:, None]), keep)
+    sd = _kept_robust_sd(blocks, keep)
     # A block of nearly all QRS is a fast rhythm, not noise.
     bad = (keep.sum(axis=1) >= block // 4) & (sd > NOISE_HF_RATIO * qrs_amp)
     flat = np.ptp(xb, axis=1) < 0.02 * qrs_amp
