@@ -263,11 +263,16 @@ def _serve_compressed_and_cacheable(server) -> None:
 
 
 def _preload_models() -> None:
-    # The first analysis should not pay for importing keras/jax and loading the weights.
+    # The first analysis should not pay for importing keras/jax, loading the weights and
+    # compiling them, nor the first explanation for importing and compiling shap.
     try:
+        from ecgcore.explain import warm_up
         from ecgcore.inference import load_classifiers
 
-        load_classifiers()
+        classifiers = load_classifiers()
+        for model in (classifiers.aami, classifiers.binary):
+            model.compile_all()
+        warm_up(classifiers)
     except Exception:  # noqa: BLE001 -- missing models are reported by the record view
         return
 

@@ -78,6 +78,13 @@ class JittedModel:
             outs.append(np.asarray(self.raw(w, r))[:m])
         return np.concatenate(outs).astype(np.float32)
 
+    def compile_all(self) -> None:
+        """Compile the function for every batch size it pads to, now rather than at a
+        user's first recording (about half a second each here)."""
+        for size in _BUCKETS:
+            self(np.zeros((size, self.window, self.channels), np.float32),
+                 np.ones((size, self.n_rr), np.float32))
+
 
 @dataclass
 class Classifiers:
