@@ -111,10 +111,11 @@ def test_trend_names_rhythms_plainly_without_labels_running_into_each_other(mitd
     shown = [e for e in prepared.rhythm if e["label"] != "(N"]
     assert len(shown) > 80
     names = set(RHYTHM_NAMES.values())
-    hover = next(t for t in figure["data"] if t.get("name") == "rhythm episodes")
-    assert len(hover["text"]) == len(shown)
+    hover = [text for t in figure["data"] if t.get("name") == "rhythm episodes"
+             for text in t["text"]]
+    assert len(set(hover)) == len(shown)
     assert all(text.split("<br>")[0].removeprefix("ref ").removesuffix(" (detected)")
-               in names for text in hover["text"])
+               in names for text in hover)
     labels = figure["layout"]["annotations"]
     assert all(a["text"].removeprefix("ref ").removesuffix(" (detected)") in names
                for a in labels)

@@ -341,6 +341,8 @@ def _beat_hover(beats: dict[str, np.ndarray], i: int) -> str:
 
 LABEL_CHAR_PX = 6.0
 """About how wide a character of a rhythm label (10 px font) is drawn."""
+HOVER_SPACING = 1.0 / 150.0
+"""Hover points along a rhythm band, as a share of the visible span (a few pixels apart)."""
 LABEL_PLOT_PX = 900.0
 """The plot width assumed when deciding whether a rhythm label fits (a narrow window's;
 wider screens leave more room, never less)."""
@@ -352,8 +354,8 @@ def _rhythm_bands(
     """Coloured bands, labels and hover points of the rhythm episodes in view.
 
     A label is drawn only where it fits and does not run into the previous label of its
-    row; every band gets a hover point (its middle) naming it, so a band too narrow for
-    its label is still named.
+    row; every band gets hover points along it naming it, so a band too narrow for its
+    label is still named.
     """
     from ecgcore.rhythm import rhythm_name
 
@@ -384,13 +386,16 @@ def _rhythm_bands(
         })
         name = rhythm_name(episode["label"])
         text = (f"ref {name}" if reference else f"{name} (detected)") if both else name
+        # Points along the band, so the pointer finds one wherever it is on a wide band.
+        spacing = span * HOVER_SPACING
         hover.append({
-            "x": 0.5 * (x0 + x1), "y": 0.5 * (y0 + y1),
+            "x": sorted({0.5 * (x0 + x1), *np.arange(x0, x1, spacing).tolist()}),
+            "y": 0.5 * (y0 + y1),
             "text": f"{text}<br>{format_hms(a)} - {format_hms(b)} ({b - a:.0f} s)",
         })
         needed = len(text) * seconds_per_char
         if x1 - x0 < 0.5 * needed or x0 < label_end.get(y1, -np.inf):
-            continue  # no room at this zoom: the band and its hover point are enough
+            continue  # no room at this zoom: the band and its hover points are enough
         label_end[y1] = x0 + needed
         annotations.append({
             "x": x0, "xref": "x", "y": y1, "yref": "paper", "yanchor": "top",
@@ -442,11 +447,14 @@ def trend_figure(prepared: PreparedRecord, view: tuple[float, float]) -> dict[st
     # The heart rate goes on an overlaying axis so that it is drawn above the bands.
     for trace in data:
         trace["yaxis"] = "y2"
-    if hover:
-        # Last, so a click on the trend reports the heart-rate point first.
+    # Last, so a click on the trend reports the heart-rate point first; one trace per row
+    # (reference, detected), so that hovering shows both rows' rhythms at that time.
+    for row in sorted({h["y"] for h in hover}, reverse=True):
+        mine = [h for h in hover if h["y"] == row]
         data.append({
-            "type": "scatter", "x": [round(h["x"], 2) for h in hover],
-            "y": [h["y"] for h in hover], "text": [h["text"] for h in hover],
+            "type": "scatter", "x": [round(x, 2) for h in mine for x in h["x"]],
+            "y": [row for h in mine for _ in h["x"]],
+            "text": [h["text"] for h in mine for _ in h["x"]],
             "mode": "markers", "marker": {"size": 12, "opacity": 0}, "yaxis": "y",
             "name": "rhythm episodes", "hovertemplate": "%{text}<extra></extra>",
         })
