@@ -515,7 +515,7 @@ def _kept_row_median(values: np.ndarray, keep: np.ndarray) -> np.ndarray:
     rows = np.arange(values.shape[0])
     low = ordered[rows, np.maximum((count - 1) // 2, 0)]
     high = ordered[rows, np.minimum(count // 2, values.shape[1] - 1)]
-    unknown = (count == 0) | np.isnan(np.where(keep, values, 0.0)).any(axis=1)
+    unknown = (count == 0) | (np.isnan(values) & keep).any(axis=1)
     with np.errstate(invalid="ignore"):
         return np.where(unknown, np.nan, (low + high) / 2.0)
 
