@@ -173,6 +173,13 @@ def test_cross_validation_holds_each_patient_out_once(mitdb):
     for k, held in enumerate(cv.folds):
         np.testing.assert_array_equal(cv.true[cv.fold_of == k],
                                       beats.of_records(held).labels)
+    # Each fold's network is kept: it gives that fold's held-out predictions again.
+    from training.train import predict
+
+    assert len(cv.models) == len(cv.folds)
+    for k, held in enumerate(cv.folds):
+        np.testing.assert_allclose(predict(cv.models[k], beats.of_records(held), "aami"),
+                                   cv.probs[cv.fold_of == k], atol=1e-6)
 
 
 def test_a_network_reads_only_the_inputs_its_architecture_selects(tmp_path):

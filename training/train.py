@@ -374,6 +374,9 @@ class CrossValidation:
         Fold index of each pooled beat.
     histories : list of list of dict
         Training history of each fold's network.
+    models : list
+        Each fold's network (Keras), to classify its held-out patients' beats as
+        ``ecg analyze`` would (``bench/rhythm.py`` finds DS1's rhythms with them).
     """
 
     folds: list[list[str]]
@@ -381,6 +384,7 @@ class CrossValidation:
     probs: np.ndarray
     fold_of: np.ndarray
     histories: list
+    models: list
 
 
 def cross_validate(
@@ -399,7 +403,7 @@ def cross_validate(
     """
     folds = patient_folds(beats, n_folds)
     records = sorted(set(beats.record.tolist()))
-    trues, probs, fold_of, histories = [], [], [], []
+    trues, probs, fold_of, histories, models = [], [], [], [], []
     for k, held in enumerate(folds):
         train = beats.of_records([r for r in records if r not in held])
         val = beats.of_records(held)
@@ -411,8 +415,9 @@ def cross_validate(
         probs.append(predict(model, val, task))
         fold_of.append(np.full(len(val), k))
         histories.append(history)
+        models.append(model)
         if on_fold is not None:
             on_fold(k, held)
     return CrossValidation(folds, np.concatenate(trues), np.concatenate(probs),
-                           np.concatenate(fold_of), histories)
+                           np.concatenate(fold_of), histories, models)
 
