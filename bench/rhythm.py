@@ -176,12 +176,74 @@ def reference_intervals(d: dict) -> dict[str, list[tuple[int, int]]]:
 
 _CNN_CLASSES: dict[str, np.ndarray] = {}
 """The CNN's classes per record, computed once per run."""
+_CV_CLASSES: dict[str, np.ndarray] = {}
+"""The DS1 fold networks' classes per DS1 record, computed once per run."""
+
+
+FOLD_SEED = 0
+"""Seed of the DS1 cross-validation whose fold networks classify DS1 in setting cnn_cv."""
+
+
+@functools.cache
+def _fold_networks() -> dict[str, object]:
+    """Per DS1 record, the five-class network of the patient-wise CV fold that held its
+    patient out (the served recipe, ``training.train.SERVED_CONFIGS``, trained on the
+    other folds' records), as an :class:`ecgcore.inference.JittedModel`.
+
+    The served network was trained on all of DS1, so its classes there are the training
+    set's: choosing class-based rhythm settings with them trusts the classes more than an
+    unseen patient allows. Trained once and kept in ``.cache/rhythm/folds/`` under a
+    digest of the training code, the dataset code and the recipe (training is not
+    repeatable to the bit, so another machine's fold networks differ slightly).
+    """
+    import json
+
+    from ecgcore.inference import JittedModel, load_model_file
+    from training.dataset import DS1 as TRAIN_DS1
+    from training.dataset import build_dataset, code_hash
+    from training.train import SERVED_CONFIGS, cross_validate
+
+    config = SERVED_CONFIGS["aami"]
+    h = hashlib.sha256()
+    for name in ("train.py", "architectures.py"):
+        h.update((REPO / "training" / name).read_bytes())
+    h.update(code_hash().encode())
+    h.update(json.dumps(config.to_dict(), sort_keys=True, default=str).encode())
+    h.update(str(FOLD_SEED).encode())
+    folder = CACHE / "folds" / h.hexdigest()[:12]
+    index = folder / "folds.json"
+    if not index.exists():
+        print("training the DS1 fold networks (patient-wise CV, once)", flush=True)
+        cv = cross_validate(build_dataset(records=TRAIN_DS1), "aami", config,
+                            seed=FOLD_SEED)
+        folder.mkdir(parents=True, exist_ok=True)
+        for k, model in enumerate(cv.models):
+            model.save(folder / f"fold{k}.keras")
+        index.write_text(json.dumps(cv.folds))
+    folds = json.loads(index.read_text())
+    out = {}
+    for k, held in enumerate(folds):
+        net = JittedModel(load_model_file(folder / f"fold{k}.keras"), "aami")
+        out.update({r: net for r in held})
+    return out
 
 
 def setting_inputs(
     d: dict, setting: str, cnn=None
 ) -> tuple[np.ndarray, np.ndarray | None, np.ndarray]:
     """(rpeaks, beat_classes, p_peaks) of one record under one benchmark setting."""
+    if setting == "cnn_cv" and d["record"] in DS1:
+        if d["record"] not in _CV_CLASSES:
+            from ecgcore.beats import beat_inputs
+            from ecgcore.inference import AAMI_CLASSES
+
+            net = _fold_networks()[d["record"]]
+            inputs = beat_inputs(d["x"], d["rpeaks"], FS)
+            probs = net(inputs.waveforms, inputs.rr_features)
+            _CV_CLASSES[d["record"]] = np.asarray(AAMI_CLASSES)[np.argmax(probs, axis=1)]
+        return d["rpeaks"], _CV_CLASSES[d["record"]], d["p_peaks"]
+    if setting == "cnn_cv":
+        setting = "cnn"  # DS2 and the paced records: the served network never saw them
     if setting == "no_classes":
         return d["rpeaks"], None, d["p_peaks"]
     if setting == "rr_only":
@@ -229,6 +291,11 @@ SETTINGS = {
                    "match_beats (150 ms; unmatched detections get Q)",
     "ref_beats": "reference beat positions and classes (the rhythm logic alone)",
     "cnn": "(b) detected beats with the five-class CNN's classes (ecgcore.inference)",
+    "cnn_cv": "as `cnn`, but each DS1 record's beats classified by the network of the "
+              "patient-wise cross-validation fold that held its patient out (the served "
+              "recipe trained on the other DS1 folds): the served network learnt DS1, so "
+              "setting `cnn` on DS1 is the training set. DS2 and the paced records as "
+              "`cnn`. Class-based rhythm settings are chosen in this setting",
 }
 AF_GRID_IRR = (0.05, 0.06, 0.07, 0.08, 0.09, 0.10, 0.11)
 AF_GRID_P = (0.2, 0.3, 0.4)
@@ -246,7 +313,6 @@ AF_OPTIONS = {
     "skip 1 interval after an ectopic beat": {"AF_SKIP_AFTER_ECTOPIC": 1},
     "hysteresis (hold at 0.85 x irregularity, P fraction 0.4)":
         {"AF_HOLD_IRREGULARITY": 0.85, "AF_HOLD_P_FRACTION": 0.4},
-    "shortest AF episode 15 s (not 30 s)": {"AF_MIN_DURATION_S": 15.0},
     "join AF episodes closer than 5 s (not 10 s)": {"AF_MERGE_GAP_S": 5.0},
     "refine episode edges (least-squares split of the per-beat evidence)":
         {"AF_REFINE_EDGES": True},
@@ -345,27 +411,36 @@ def _noise_masks(data: dict[str, dict], inputs: dict) -> dict:
             for r in inputs}
 
 
-AF_MIN_ALL_PPV = 90.0
-"""Issue 6's AFIB duration +P target (setting cnn, all 48 records): an option that
-raises DS1 but takes the served pipeline under it is not kept (a veto only: the 48
-records never choose a setting)."""
-
-
 def tune_af(data: dict[str, dict], cnn=None) -> dict:
+    """:func:`_tune_af` with every AF option off (:data:`AF_OPTION_DEFAULTS`), whatever
+    the module's settings, so that the procedure starts from the same place each run."""
+    from ecgcore import rhythm
+
+    module_extras = {k: getattr(rhythm, k) for o in AF_OPTIONS.values() for k in o}
+    with _Patched(**AF_OPTION_DEFAULTS):
+        return _tune_af(data, cnn, module_extras)
+
+
+def _tune_af(data: dict[str, dict], cnn, module_extras: dict) -> dict:
     """DS1 grid over the AF thresholds (setting ref_classes).
 
     Rule: the highest harmonic mean of DS1 duration Se and +P; among the settings within
     :data:`AF_TIE_POINTS` of it, key by key (ectopic classes, PR tolerance, P fraction)
     the module's value if a tied setting has it (what DS1 cannot tell apart stays as
     it was), else the best tied setting's; then with those, the middle irregularity
-    threshold of the plateau (the one furthest from where DS1 falls off). Then each of
-    :data:`AF_OPTIONS` is tried alone on top of it, in setting ref_classes and (given
-    the classifier) in setting cnn through the whole of ecg_rhythm, and kept when it
-    raises the DS1 harmonic mean by more than :data:`AF_TIE_POINTS` in one setting
-    without lowering it by more than that in the other, unless it takes the all-48 AFIB
-    +P in setting cnn under :data:`AF_MIN_ALL_PPV` (a veto only). The chosen setting,
-    the best one with the PR-consistency filter and every option are also scored on
-    all 48 records, for information only (not used for the choice, but for that veto).
+    threshold of the plateau (the one furthest from where DS1 falls off). All this with
+    every option of :data:`AF_OPTIONS` off. Then the options, round by round: each one
+    left is tried on top of the choice and the options kept so far, in setting
+    ref_classes and (given the classifier) through the whole of ecg_rhythm in setting
+    cnn_cv; it qualifies when it raises the DS1 harmonic mean by more than
+    :data:`AF_TIE_POINTS` over the options kept so far in one setting, and leaves neither
+    setting more than that below them or below the choice without options. Of those, the
+    one with the highest DS1 harmonic mean in setting cnn_cv (else ref_classes; ties: the
+    fewest settings changed, then the first listed) is kept, and the next round begins, until
+    none qualifies. An option that would change a kept setting, or adds nothing to them,
+    is not tried again. The chosen setting, the best one with the PR-consistency filter
+    and every option are also scored on all 48 records (setting cnn for the options),
+    for information only.
     """
     from ecgcore import rhythm
 
@@ -436,43 +511,70 @@ def tune_af(data: dict[str, dict], cnn=None) -> dict:
                 "all48": [a_all["duration_se"], a_all["duration_ppv"]]}
 
     def cnn_scores() -> dict | None:
+        # DS1 with the fold networks' classes (setting cnn_cv) chooses; all 48 with the
+        # served network's (setting cnn), for information.
         if cnn is None:
             return None
-        runs = {r: run_record(data[r], "cnn", cnn)["AFIB"] for r in records}
-        return scores(pooled_episode_agreement([runs[r] for r in DS1]),
-                      pooled_episode_agreement([runs[r] for r in records]))
+        held_out = {r: run_record(data[r], "cnn_cv", cnn)["AFIB"] for r in DS1}
+        served = {r: run_record(data[r], "cnn", cnn)["AFIB"] for r in records}
+        return scores(pooled_episode_agreement([held_out[r] for r in DS1]),
+                      pooled_episode_agreement([served[r] for r in records]))
 
+    def conflicts(values: dict, kept: dict) -> bool:
+        return (any(k in kept and kept[k] != v for k, v in values.items())
+                or all(kept.get(k, object()) == v for k, v in values.items()))
+
+    kept: dict = {}
     with _Patched(**base):
         base_all = _af_score(data, records, inputs, noise)
         base_ref = scores(_af_score(data, DS1, inputs, noise), base_all)
         base_cnn = cnn_scores()
-        for label, values in AF_OPTIONS.items():
-            with _Patched(**values):
-                ref = scores(_af_score(data, DS1, inputs, noise),
-                             _af_score(data, records, inputs, noise))
-                on_cnn = cnn_scores()
-            gain_ref = ref["ds1"][2] - base_ref["ds1"][2]
-            if on_cnn is None:
-                kept = gain_ref > AF_TIE_POINTS
-            else:
-                gain_cnn = on_cnn["ds1"][2] - base_cnn["ds1"][2]
-                kept = ((max(gain_ref, gain_cnn) > AF_TIE_POINTS
-                         and min(gain_ref, gain_cnn) >= -AF_TIE_POINTS)
-                        and (on_cnn["all48"][1] or 0) >= AF_MIN_ALL_PPV)
-            options.append({"option": label, "values": values, **ref, "cnn": on_cnn,
-                            "kept": kept})
+        current_ref, current_cnn = base_ref, base_cnn
+        remaining = dict(AF_OPTIONS)
+        round_no = 0
+        while remaining:
+            round_no += 1
+            rows = []
+            for label, values in remaining.items():
+                with _Patched(**{**kept, **values}):
+                    ref = scores(_af_score(data, DS1, inputs, noise),
+                                 _af_score(data, records, inputs, noise))
+                    on_cnn = cnn_scores()
+                # A gain over the options kept so far in one setting, no fall in the
+                # other, and no fall below the start: small falls in rounds one after
+                # another would add up.
+                gains = [ref["ds1"][2] - current_ref["ds1"][2]]
+                falls = [ref["ds1"][2] - base_ref["ds1"][2]]
+                if on_cnn is not None:
+                    gains.append(on_cnn["ds1"][2] - current_cnn["ds1"][2])
+                    falls.append(on_cnn["ds1"][2] - base_cnn["ds1"][2])
+                rows.append({"option": label, "values": values, "round": round_no, **ref,
+                             "cnn": on_cnn, "kept": False,
+                             "qualifies": (max(gains) > AF_TIE_POINTS
+                                           and min(gains + falls) >= -AF_TIE_POINTS)})
+            options += rows
+            good = [r_ for r_ in rows if r_["qualifies"]]
+            if not good:
+                break
+            best = max(good, key=lambda r_: ((r_["cnn"] or r_)["ds1"][2], -len(r_["values"])))
+            best["kept"] = True
+            kept.update(best["values"])
+            current_ref = {"ds1": best["ds1"], "all48": best["all48"]}
+            current_cnn = best["cnn"]
+            remaining = {label: values for label, values in remaining.items()
+                         if label != best["option"] and not conflicts(values, kept)}
     all48 = {"chosen": row(tuple(chosen[k] for k in keys), base_all)}
     alt_values = tuple(alternative[k] for k in keys)
     with _Patched(**dict(zip(names, alt_values, strict=True))):
         all48["best with PR filter"] = row(alt_values,
                                            _af_score(data, records, inputs, noise))
     module = dict(zip(keys, saved, strict=True))
-    extras = {k: getattr(rhythm, k) for o in AF_OPTIONS.values() for k in o}
+    extras = module_extras
     defaults = {**AF_OPTION_DEFAULTS, "AF_MAX_P_COHERENCE": chosen_coherence,
                 "AF_HOLD_P_FRACTION": saved[1]}
-    kept = {k: v for o in options if o["kept"] for k, v in o["values"].items()}
     expected_extras = {k: kept.get(k, defaults[k]) for k in extras}
     return {"grid": grid, "chosen": chosen, "options": options, "kept_options": kept,
+            "option_values": expected_extras,
             "options_base": {"ref_classes": base_ref, "cnn": base_cnn},
             "coherence_grid": coherence_grid, "chosen_coherence": chosen_coherence,
             "module_coherence": saved_coh,
@@ -619,7 +721,7 @@ def tune_vf(data: dict[str, dict]) -> dict:
 
 
 def tune_vt(data: dict[str, dict], cnn) -> dict:
-    """DS1 choice of the VT rule's options and missed-beat search (setting cnn, else
+    """DS1 choice of the VT rule's options and missed-beat search (setting cnn_cv, else
     ref_classes).
 
     Rule: the highest DS1 episode Se, then the highest DS1 episode +P, then the fewest
@@ -633,10 +735,11 @@ def tune_vt(data: dict[str, dict], cnn) -> dict:
 
     from ecgcore import rhythm
 
-    setting = "cnn" if cnn is not None else "ref_classes"
+    setting = "cnn_cv" if cnn is not None else "ref_classes"
     records = mitdb_records()
     inputs = {s: {r: setting_inputs(data[r], s, cnn) for r in records}
-              for s in ("cnn", "ref_classes", "ref_beats") if s != "cnn" or cnn is not None}
+              for s in ("cnn_cv", "cnn", "ref_classes", "ref_beats")
+              if not s.startswith("cnn") or cnn is not None}
     noise = {s: _noise_masks(data, inp) for s, inp in inputs.items()}
     def key(g):
         # Ties: fewer options on, then the strictest search (fewest beats put back).
@@ -809,7 +912,7 @@ def main() -> int:
                    ("ECTOPIC_CLASSES", "ectopic_classes")):
         setattr(rhythm, k, tuning["chosen"][key])
     rhythm.AF_MAX_P_COHERENCE = tuning["chosen_coherence"]
-    for k, v in tuning["kept_options"].items():
+    for k, v in tuning["option_values"].items():
         setattr(rhythm, k, v)
     afl_tuning = tune_afl(data)
     if afl_tuning["chosen"] is not None:
@@ -817,7 +920,7 @@ def main() -> int:
     vt_tuning = tune_vt(data, cnn)
     for k, v in vt_tuning["chosen"].items():
         setattr(rhythm, k, v)
-    settings = [s for s in SETTINGS if s != "cnn" or cnn is not None]
+    settings = [s for s in SETTINGS if not s.startswith("cnn") or cnn is not None]
     results: dict = {}
     per_record: dict = {}
     for setting in settings:
@@ -1006,15 +1109,20 @@ def main() -> int:
               "). PR tolerance: a P wave counts only if its PR interval is within that many "
               "seconds of the local median PR (None: every P wave the delineator reports). "
               "Ectopic classes: beats left out of the RR series.",
-              "", "Other options, each alone on top of the choice, in setting `ref_classes` "
-              "(AF episodes alone) and `cnn` (the whole of ecg_rhythm, as ecg analyze serves "
-              f"it): kept when the DS1 harmonic mean rises by more than {AF_TIE_POINTS} in "
-              "one setting without falling by more than that in the other, unless the all-48 "
-              f"AFIB +P in setting `cnn` falls under {AF_MIN_ALL_PPV:.0f} % (issue 6's target; "
-              "a veto only). Otherwise all 48 records are for information only. Cells: "
-              "duration Se / +P (DS1 also the harmonic mean).", "",
-              "| option | ref_classes DS1 | ref_classes all | cnn DS1 | cnn all | kept |",
-              "|---|---|---|---|---|---|"]
+              "", "Other options, round by round on top of the choice and the options kept "
+              "so far, in setting `ref_classes` (AF episodes alone) and in the whole of "
+              "ecg_rhythm with the network's classes (DS1: setting `cnn_cv`, each record "
+              "classified by the CV fold network that never saw its patient): an option "
+              f"qualifies when the DS1 harmonic mean rises by more than {AF_TIE_POINTS} over "
+              "the options kept so far in one setting, and neither setting ends more than "
+              "that below them or below the choice without options; of those, the "
+              "one with the highest `cnn_cv` DS1 harmonic mean is kept (ties: fewest "
+              "settings changed, then the first listed) and the next round starts, until "
+              "none qualifies. All 48 records (setting `cnn`, as ecg analyze serves it) "
+              "for information only. Cells: duration Se / +P (DS1 also the harmonic mean).",
+              "", "| round | option | ref_classes DS1 | ref_classes all | cnn_cv DS1 | "
+              "cnn all | qualifies | kept |",
+              "|---|---|---|---|---|---|---|---|"]
 
     def cells(sc: dict | None) -> str:
         if sc is None:
@@ -1023,11 +1131,12 @@ def main() -> int:
                 f"{_fmt(sc['all48'][0])} / {_fmt(sc['all48'][1])}")
 
     ob = tuning["options_base"]
-    lines.append(f"| (the choice, no option) | {cells(ob['ref_classes'])} | "
-                 f"{cells(ob['cnn'])} | - |")
+    lines.append(f"| - | (the choice, no option) | {cells(ob['ref_classes'])} | "
+                 f"{cells(ob['cnn'])} | - | - |")
     for o in tuning["options"]:
-        lines.append(f"| {o['option']} | {cells(o)} | {cells(o['cnn'])} | "
-                     f"{'yes' if o['kept'] else 'no'} |")
+        lines.append(f"| {o['round']} | {o['option']} | {cells(o)} | {cells(o['cnn'])} | "
+                     f"{'yes' if o['qualifies'] else 'no'} | "
+                     f"{'**yes**' if o['kept'] else 'no'} |")
     ee = tuning["coherence_equal_error_ds1"]
     coh_match = tuning["chosen_coherence"] == tuning["module_coherence"]
     lines += ["", "P coherence (`AF_P_EVIDENCE = both`: the delineator's P waves veto AF only "

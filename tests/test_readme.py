@@ -95,12 +95,17 @@ def test_the_readme_accuracy_figures_are_the_ones_the_scripts_wrote():
     rhythm = json.loads((root / "bench/results/rhythm.json").read_text())["results"]
     row = _figures_row("rhythm, 48 records")
     af, vt = rhythm["cnn"]["AFIB"]["all"], rhythm["cnn"]["VT"]["all"]
-    assert f"AF duration Se {af['duration_se']:.1f} % / +P {af['duration_ppv']:.1f} %" in row
-    ref_af = rhythm["ref_beats"]["AFIB"]["all"]
-    assert f"{ref_af['duration_se']:.1f} / {ref_af['duration_ppv']:.1f} with the reference" in row
-    assert f"VT episode Se {vt['episode_se']:.1f} % / +P {vt['episode_ppv']:.1f} % (CNN)" in row
-    ref_vt = rhythm["ref_beats"]["VT"]["all"]
-    assert f"{ref_vt['episode_se']:.1f} % / {ref_vt['episode_ppv']:.1f} % (reference" in row
+    assert (f"AF duration Se {af['duration_se']:.1f} % / +P {af['duration_ppv']:.1f} %, "
+            f"VT episode Se {vt['episode_se']:.1f} % / +P {vt['episode_ppv']:.1f} %") in row
+
+    def both(setting: str, group: str) -> str:
+        a, v = rhythm[setting]["AFIB"][group], rhythm[setting]["VT"][group]
+        return (f"AF {a['duration_se']:.1f} / {a['duration_ppv']:.1f}, "
+                f"VT {v['episode_se']:.1f} / {v['episode_ppv']:.1f}")
+
+    assert f"(setting `cnn_cv`), {both('cnn_cv', 'all')}" in row
+    assert f"DS2 alone, as served: {both('cnn', 'DS2')}" in row
+    assert f"with the reference beats and classes: {both('ref_beats', 'all')}" in row
 
     other = json.loads((root / "bench/results/other_databases.json").read_text())
     row = _figures_row("patients of other databases")
