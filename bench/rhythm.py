@@ -228,22 +228,30 @@ def _fold_networks() -> dict[str, object]:
     return out
 
 
+def _network_classes(d: dict, served: bool, cnn) -> np.ndarray:
+    """The five-class network's own labels of a record's detected beats, as
+    ``ecgcore.analysis.analyze`` finds the rhythm from them: from the served network, or
+    (``served=False``) from the DS1 fold network that held the record out. Once per run."""
+    cache = _CNN_CLASSES if served else _CV_CLASSES
+    if d["record"] not in cache:
+        from ecgcore.beats import beat_inputs
+        from ecgcore.inference import AAMI_CLASSES
+
+        net = cnn.aami if served else _fold_networks()[d["record"]]
+        inputs = beat_inputs(d["x"], d["rpeaks"], FS)
+        probs = net(inputs.waveforms, inputs.rr_features)
+        cache[d["record"]] = np.asarray(AAMI_CLASSES)[np.argmax(probs, axis=1)]
+    return cache[d["record"]]
+
+
 def setting_inputs(
     d: dict, setting: str, cnn=None
 ) -> tuple[np.ndarray, np.ndarray | None, np.ndarray]:
     """(rpeaks, beat_classes, p_peaks) of one record under one benchmark setting."""
-    if setting == "cnn_cv" and d["record"] in DS1:
-        if d["record"] not in _CV_CLASSES:
-            from ecgcore.beats import beat_inputs
-            from ecgcore.inference import AAMI_CLASSES
-
-            net = _fold_networks()[d["record"]]
-            inputs = beat_inputs(d["x"], d["rpeaks"], FS)
-            probs = net(inputs.waveforms, inputs.rr_features)
-            _CV_CLASSES[d["record"]] = np.asarray(AAMI_CLASSES)[np.argmax(probs, axis=1)]
-        return d["rpeaks"], _CV_CLASSES[d["record"]], d["p_peaks"]
-    if setting == "cnn_cv":
-        setting = "cnn"  # DS2 and the paced records: the served network never saw them
+    if setting in ("cnn", "cnn_cv"):
+        # cnn_cv: DS2 and the paced records as cnn (the served network never saw them).
+        served = setting == "cnn" or d["record"] not in DS1
+        return d["rpeaks"], _network_classes(d, served, cnn), d["p_peaks"]
     if setting == "no_classes":
         return d["rpeaks"], None, d["p_peaks"]
     if setting == "rr_only":
@@ -252,15 +260,6 @@ def setting_inputs(
         return d["rpeaks"], classes_for_detected(d), d["p_peaks"]
     if setting == "ref_beats":
         return d["ref_beats"], d["ref_classes"], d["ref_p_peaks"]
-    if setting == "cnn":
-        if d["record"] not in _CNN_CLASSES:
-            from ecgcore.beats import beat_inputs
-            from ecgcore.inference import classify_beats
-
-            # As ecgcore.analysis.analyze finds the rhythm: from the network's own labels.
-            result = classify_beats(cnn, beat_inputs(d["x"], d["rpeaks"], FS))
-            _CNN_CLASSES[d["record"]] = np.asarray(result["aami"])
-        return d["rpeaks"], _CNN_CLASSES[d["record"]], d["p_peaks"]
     raise ValueError(setting)
 
 
@@ -520,7 +519,8 @@ def _tune_af(data: dict[str, dict], cnn, module_extras: dict) -> dict:
         return scores(pooled_episode_agreement([held_out[r] for r in DS1]),
                       pooled_episode_agreement([served[r] for r in records]))
 
-    def conflicts(values: dict, kept: dict) -> bool:
+    def spent(values: dict, kept: dict) -> bool:
+        # It would change a kept setting, or the kept settings already hold it.
         return (any(k in kept and kept[k] != v for k, v in values.items())
                 or all(kept.get(k, object()) == v for k, v in values.items()))
 
@@ -562,17 +562,16 @@ def _tune_af(data: dict[str, dict], cnn, module_extras: dict) -> dict:
             current_ref = {"ds1": best["ds1"], "all48": best["all48"]}
             current_cnn = best["cnn"]
             remaining = {label: values for label, values in remaining.items()
-                         if label != best["option"] and not conflicts(values, kept)}
+                         if label != best["option"] and not spent(values, kept)}
     all48 = {"chosen": row(tuple(chosen[k] for k in keys), base_all)}
     alt_values = tuple(alternative[k] for k in keys)
     with _Patched(**dict(zip(names, alt_values, strict=True))):
         all48["best with PR filter"] = row(alt_values,
                                            _af_score(data, records, inputs, noise))
     module = dict(zip(keys, saved, strict=True))
-    extras = module_extras
     defaults = {**AF_OPTION_DEFAULTS, "AF_MAX_P_COHERENCE": chosen_coherence,
                 "AF_HOLD_P_FRACTION": saved[1]}
-    expected_extras = {k: kept.get(k, defaults[k]) for k in extras}
+    expected_extras = {k: kept.get(k, defaults[k]) for k in module_extras}
     return {"grid": grid, "chosen": chosen, "options": options, "kept_options": kept,
             "option_values": expected_extras,
             "options_base": {"ref_classes": base_ref, "cnn": base_cnn},
@@ -581,7 +580,7 @@ def _tune_af(data: dict[str, dict], cnn, module_extras: dict) -> dict:
             "coherence_equal_error_ds1": coherence_equal_error(data, inputs),
             "all48_information_only": all48, "module": module,
             "module_matches": all(chosen[k] == v for k, v in module.items())
-            and extras == expected_extras}
+            and module_extras == expected_extras}
 
 
 def coherence_equal_error(data: dict[str, dict], inputs: dict) -> dict:
