@@ -174,10 +174,11 @@ def reference_intervals(d: dict) -> dict[str, list[tuple[int, int]]]:
     return ref_iv
 
 
-_CNN_CLASSES: dict[str, np.ndarray] = {}
-"""The CNN's classes per record, computed once per run."""
-_CV_CLASSES: dict[str, np.ndarray] = {}
-"""The DS1 fold networks' classes per DS1 record, computed once per run."""
+_CNN_CLASSES: dict[str, dict[str, np.ndarray]] = {}
+"""The CNN's labels per record (the network's own and after the morphology rule),
+computed once per run."""
+_CV_CLASSES: dict[str, dict[str, np.ndarray]] = {}
+"""The DS1 fold networks' labels per DS1 record, as :data:`_CNN_CLASSES`."""
 
 
 FOLD_SEED = 0
@@ -229,19 +230,25 @@ def _fold_networks() -> dict[str, object]:
 
 
 def _network_classes(d: dict, served: bool, cnn) -> np.ndarray:
-    """The five-class network's own labels of a record's detected beats, as
-    ``ecgcore.analysis.analyze`` finds the rhythm from them: from the served network, or
-    (``served=False``) from the DS1 fold network that held the record out. Once per run."""
+    """The five-class labels of a record's detected beats that ``ecgcore.analysis.analyze``
+    finds the rhythm from (``ecgcore.analysis.RHYTHM_LABELS``: the network's own, or after
+    the morphology rule): from the served network, or (``served=False``) from the DS1
+    fold network that held the record out. The network runs once per record and run."""
+    from ecgcore import analysis
+
     cache = _CNN_CLASSES if served else _CV_CLASSES
     if d["record"] not in cache:
         from ecgcore.beats import beat_inputs
-        from ecgcore.inference import AAMI_CLASSES
 
         net = cnn.aami if served else _fold_networks()[d["record"]]
         inputs = beat_inputs(d["x"], d["rpeaks"], FS)
         probs = net(inputs.waveforms, inputs.rr_features)
-        cache[d["record"]] = np.asarray(AAMI_CLASSES)[np.argmax(probs, axis=1)]
-    return cache[d["record"]]
+        checked, _ = analysis.morphology_checked_labels(inputs.waveforms, probs)
+        cache[d["record"]] = {
+            "network": np.asarray(analysis.AAMI_CLASSES)[np.argmax(probs, axis=1)],
+            "morphology": checked,
+        }
+    return cache[d["record"]][analysis.RHYTHM_LABELS]
 
 
 def setting_inputs(
@@ -783,6 +790,50 @@ def tune_vt(data: dict[str, dict], cnn) -> dict:
             "module_matches": module == chosen}
 
 
+RHYTHM_LABEL_SOURCES = ("network", "morphology")
+
+
+def tune_rhythm_labels(data: dict[str, dict], cnn) -> dict:
+    """DS1 choice of the five-class labels the rhythm is found from
+    (``ecgcore.analysis.RHYTHM_LABELS``), setting cnn_cv, whole of ecg_rhythm at the
+    module's rhythm settings.
+
+    Rule: the network's own labels (nothing between the network and the rhythm) unless
+    the morphology rule's labels lower neither the DS1 VT episode Se nor the DS1 AF
+    duration harmonic mean by more than :data:`AF_TIE_POINTS`, and raise that harmonic
+    mean by more than :data:`AF_TIE_POINTS` or the VT episode +P. DS2 and all 48
+    (setting cnn_cv) for information.
+    """
+    from ecgcore import analysis
+
+    saved = analysis.RHYTHM_LABELS
+    records = mitdb_records()
+    rows = {}
+    try:
+        for source in RHYTHM_LABEL_SOURCES:
+            analysis.RHYTHM_LABELS = source
+            runs = {r: run_record(data[r], "cnn_cv", cnn) for r in records}
+            row = {}
+            for g, recs in (("DS1", DS1), ("DS2", DS2), ("all", records)):
+                af = pooled_episode_agreement([runs[r]["AFIB"] for r in recs])
+                vt = pooled_episode_agreement([runs[r]["VT"] for r in recs])
+                row[g] = {"af_duration_se": af["duration_se"],
+                          "af_duration_ppv": af["duration_ppv"],
+                          "af_score": round(_hmean(af["duration_se"], af["duration_ppv"]), 2),
+                          "vt_episode_se": vt["episode_se"],
+                          "vt_episode_ppv": vt["episode_ppv"]}
+            rows[source] = row
+    finally:
+        analysis.RHYTHM_LABELS = saved
+    net, mor = rows["network"]["DS1"], rows["morphology"]["DS1"]
+    morphology = ((mor["vt_episode_se"] or 0) >= (net["vt_episode_se"] or 0)
+                  and mor["af_score"] >= net["af_score"] - AF_TIE_POINTS
+                  and (mor["af_score"] > net["af_score"] + AF_TIE_POINTS
+                       or (mor["vt_episode_ppv"] or 0) > (net["vt_episode_ppv"] or 0)))
+    chosen = "morphology" if morphology else "network"
+    return {"rows": rows, "chosen": chosen, "module": saved, "module_matches": saved == chosen}
+
+
 def af_errors(data: dict[str, dict], runs: dict[str, dict], min_s: float = 1.0) -> list[dict]:
     """Where the AFIB duration errors are, per record: false AF time (and what the
     reference calls it) and missed AF time (and what we reported there instead)."""
@@ -898,13 +949,18 @@ def main() -> int:
     records = mitdb_records()
     data = {r: load_record(r) for r in records}
     # The AF thresholds are chosen on DS1 first and used for every table.
-    from ecgcore import rhythm
+    from ecgcore import analysis, rhythm
 
     cnn, cnn_error = _load_cnn()
     # Ventricular flutter needs no beats, and every other rhythm yields to it: first.
     vf_tuning = tune_vf(data)
     for k, v in vf_tuning["chosen"].items():
         setattr(rhythm, k, v)
+    labels_tuning = None
+    if cnn is not None:
+        # The labels first: the AF and VT settings below are chosen with the chosen ones.
+        labels_tuning = tune_rhythm_labels(data, cnn)
+        analysis.RHYTHM_LABELS = labels_tuning["chosen"]
     tuning = tune_af(data, cnn)
     for k, key in (("AF_IRREGULARITY", "irregularity"), ("AF_MAX_P_FRACTION", "max_p_fraction"),
                    ("AF_PR_TOLERANCE_S", "pr_tolerance_s"),
@@ -971,6 +1027,7 @@ def main() -> int:
         "results": results,
         "af_burden": burden,
         "noise_pct": noise,
+        "rhythm_labels_ds1": labels_tuning,
         "af_tuning_ds1": tuning,
         "afl_tuning_ds1": afl_tuning,
         "vt_tuning_ds1": vt_tuning,
@@ -1093,6 +1150,26 @@ def main() -> int:
     def ect(classes) -> str:
         return "".join(classes)
 
+    lt = payload["rhythm_labels_ds1"]
+    if lt is not None:
+        lines += ["## Which labels the rhythm is found from (DS1, setting `cnn_cv`)", "",
+                  "Decided first; every choice below is made with it. Rule: the network's own "
+                  "labels unless the morphology rule's labels lower neither the DS1 VT "
+                  f"episode Se nor the DS1 AF duration harmonic mean by more than "
+                  f"{AF_TIE_POINTS}, and raise that mean by more than {AF_TIE_POINTS} or the "
+                  f"VT episode +P. Scored through the whole of ecg_rhythm with the module's "
+                  f"settings. Chosen: `{lt['chosen']}`; module `{lt['module']}` "
+                  f"({'matches' if lt['module_matches'] else differs}). DS2 and all 48 "
+                  "for information only.", "",
+                  "| labels | " + " | ".join(f"{g} AF duration Se / +P (hmean) | {g} VT "
+                                             "episode Se / +P" for g in ("DS1", "DS2", "all"))
+                  + " |", "|---|" + "---|" * 6]
+        for source, row in lt["rows"].items():
+            lines.append(f"| {source} | " + " | ".join(
+                f"{_fmt(row[g]['af_duration_se'])} / {_fmt(row[g]['af_duration_ppv'])} "
+                f"({row[g]['af_score']:.1f}) | {_fmt(row[g]['vt_episode_se'])} / "
+                f"{_fmt(row[g]['vt_episode_ppv'])}" for g in ("DS1", "DS2", "all")) + " |")
+        lines.append("")
     lines += ["## AF threshold grid on DS1 (setting `ref_classes`, AFIB duration Se / +P)", "",
               "Rule: highest harmonic mean of DS1 duration Se and +P; among the settings "
               f"within {AF_TIE_POINTS} point of it, key by key (ectopic classes, PR tolerance, "

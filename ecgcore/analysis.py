@@ -73,6 +73,11 @@ an overruled S call becomes V."""
 MORPHOLOGY_RULE_NOTE = ("QRS shape: V -> next most probable class where it is shaped like the "
                         "neighbouring N beats', S -> V where it is not")
 """What the per-beat ``rule`` field says when the morphology rule applied."""
+RHYTHM_LABELS = "morphology"
+"""Which five-class labels the rhythm is found from: ``"network"`` (the network's own,
+:attr:`Analysis.aami_network_labels`) or ``"morphology"`` (after the morphology rule,
+:attr:`Analysis.aami_beat_labels`). Chosen on DS1 with out-of-fold classes
+(``bench/rhythm.py``, setting ``cnn_cv``)."""
 
 
 def in_rhythm(
@@ -338,10 +343,17 @@ class Analysis:
         return overruled_labels(self.aami_probs, self.morphology_rule)
 
     @property
+    def rhythm_input_labels(self) -> np.ndarray | None:
+        """The five-class labels the rhythm was found from (:data:`RHYTHM_LABELS`)."""
+        if RHYTHM_LABELS == "morphology":
+            return self.aami_beat_labels
+        return self.aami_network_labels
+
+    @property
     def rhythm_rule(self) -> np.ndarray | None:
         """Beats whose labels were set by the rhythm rule (:func:`rhythm_rule_mask`).
 
-        Derived from the rhythm episodes (found from :attr:`aami_network_labels`), the R
+        Derived from the rhythm episodes (found from :attr:`rhythm_input_labels`), the R
         peaks and :attr:`aami_beat_labels`, so an analysis read back from the cache carries
         the same rule without storing it.
         """
@@ -747,15 +759,13 @@ def analyze(
         x360,
         rpeaks360,
         INTERNAL_FS,
-        beat_classes=network360,
+        beat_classes=checked360 if RHYTHM_LABELS == "morphology" else network360,
         p_peaks=points360["p_peak"],
         missing=missing360,
         look_for_vf=look_for_vf,
     )
-    # The rhythm is found from the network's own labels (S beats are left out of the AF RR
-    # series), the labels its settings were chosen with: rerun with the morphology rule's
-    # labels, the DS1 choice of the VT options changed and DS1 VT +P fell from 74.5 to
-    # 58.3 % at the same Se (bench/rhythm.py). The rhythm rule then turns S into N inside
+    # The rhythm is found from the labels its settings were chosen with (RHYTHM_LABELS).
+    # The rhythm rule then turns S into N inside
     # AF/AFL (the Analysis properties apply it). It is applied once and never fed back:
     # feeding the relabelled beats to ecg_rhythm again would put them into the
     # irregularity series and could grow the episodes that relabelled them.

@@ -99,10 +99,10 @@ AF_MAX_P_COHERENCE: float | None = 0.45
 locked to it (a P wave); how it combines with the delineator's P waves is
 :data:`AF_P_EVIDENCE`. None: not used. It lies between the sinus (about 0.6-0.9) and AF
 (0.3-0.4) values and is the middle of the DS1 plateau (bench/results/rhythm.md)."""
-AF_COHERENCE_WINDOW = 61
+AF_COHERENCE_WINDOW = 31
 """Beats over which the P coherence is taken (more beats average fibrillatory waves out
-further; a P wave stays). 61, not 31: chosen on DS1 with the S options below
-(bench/results/rhythm.md)."""
+further; a P wave stays). 61 beats was tried on DS1 with the S options below and not
+kept (bench/results/rhythm.md)."""
 AF_P_EVIDENCE = "both"
 """How the two kinds of P-wave evidence veto AF: ``"both"``: P waves are present only
 when the delineator finds them in more than :data:`AF_MAX_P_FRACTION` of the beats and
@@ -115,7 +115,7 @@ PR. Off: on DS1 it ties with the plain P count (bench/results/rhythm.md)."""
 AF_S_NEEDS_P = False
 """With P waves given, an S beat is left out of the RR series only when the delineator
 found a P wave before it."""
-AF_S_MAX_SHARE: float | None = 1 / 3
+AF_S_MAX_SHARE: float | None = 0.2
 """An S beat is left out of the RR series only where S beats are at most this share of
 the beats of its window (None: always). Premature atrial beats are isolated events
 among sinus beats; where a large share of the beats is called S, "S" is the irregular

@@ -107,14 +107,16 @@ def test_the_rule_keeps_what_the_network_said(analyses):
         assert beats[i]["binary"]["rule"] == (BINARY_RULE_NOTE if changed else None)
 
 
-def test_rhythm_comes_from_the_network_labels_not_the_relabelled_ones(analyses):
-    """The AF detector sees the network's classes once; the rules are never fed back."""
+def test_rhythm_comes_from_the_labels_before_the_rhythm_rule(analyses):
+    """The AF detector sees the labels before the rhythm rule once (the network's own or
+    the morphology rule's, ecgcore.analysis.RHYTHM_LABELS); the rhythm rule is never fed
+    back."""
     from ecgcore.rhythm import ecg_rhythm
     from ecgcore.signal import INTERNAL_FS
 
     recording, a = analyses["219"]
     x360, _ = prepare_lead(recording, "MLII")  # MIT-BIH is at 360 Hz: same sample numbers
-    episodes = ecg_rhythm(x360, a.rpeaks, INTERNAL_FS, beat_classes=a.aami_network_labels,
+    episodes = ecg_rhythm(x360, a.rpeaks, INTERNAL_FS, beat_classes=a.rhythm_input_labels,
                           p_peaks=a.points["p_peak"])
     last = recording.n_samples - 1  # analyze() clips an end to the last sample
     assert [(e["label"], e["start"], min(e["end"], last)) for e in episodes] == [

@@ -170,13 +170,14 @@ def test_served_labels_of_222(analysis_222):
             assert RHYTHM_RULE_NOTE in beats[i]["aami"]["rule"]
 
 
-def test_the_rhythm_is_found_from_the_network_labels(analysis_222):
-    """The rhythm's settings were chosen with the network's labels (bench/rhythm.py)."""
+def test_the_rhythm_is_found_from_the_labels_it_was_tuned_with(analysis_222):
+    """The rhythm's settings were chosen with the labels of ecgcore.analysis.RHYTHM_LABELS
+    (bench/rhythm.py), the network's own or the morphology rule's."""
     from ecgcore.rhythm import ecg_rhythm
 
     recording, a = analysis_222
     x360, _ = prepare_lead(recording, "MLII")
-    episodes = ecg_rhythm(x360, a.rpeaks, INTERNAL_FS, beat_classes=a.aami_network_labels,
+    episodes = ecg_rhythm(x360, a.rpeaks, INTERNAL_FS, beat_classes=a.rhythm_input_labels,
                           p_peaks=a.points["p_peak"])
     last = recording.n_samples - 1
     assert [(e["label"], e["start"], min(e["end"], last)) for e in episodes] == [
