@@ -248,7 +248,8 @@ def _network_classes(d: dict, served: bool, cnn) -> np.ndarray:
             "network": np.asarray(analysis.AAMI_CLASSES)[np.argmax(probs, axis=1)],
             "morphology": checked,
         }
-    return cache[d["record"]][analysis.RHYTHM_LABELS]
+    labels = cache[d["record"]]
+    return analysis.rhythm_input_labels(labels["network"], labels["morphology"])
 
 
 def setting_inputs(
@@ -799,9 +800,9 @@ def tune_rhythm_labels(data: dict[str, dict], cnn) -> dict:
     module's rhythm settings.
 
     Rule: the network's own labels (nothing between the network and the rhythm) unless
-    the morphology rule's labels lower neither the DS1 VT episode Se nor the DS1 AF
-    duration harmonic mean by more than :data:`AF_TIE_POINTS`, and raise that harmonic
-    mean by more than :data:`AF_TIE_POINTS` or the VT episode +P. DS2 and all 48
+    the morphology rule's labels do not lower the DS1 VT episode Se, lower the DS1 AF
+    duration harmonic mean by no more than :data:`AF_TIE_POINTS`, and raise that
+    harmonic mean by more than :data:`AF_TIE_POINTS` or the VT episode +P. DS2 and all 48
     (setting cnn_cv) for information.
     """
     from ecgcore import analysis
@@ -1154,8 +1155,8 @@ def main() -> int:
     if lt is not None:
         lines += ["## Which labels the rhythm is found from (DS1, setting `cnn_cv`)", "",
                   "Decided first; every choice below is made with it. Rule: the network's own "
-                  "labels unless the morphology rule's labels lower neither the DS1 VT "
-                  f"episode Se nor the DS1 AF duration harmonic mean by more than "
+                  "labels unless the morphology rule's labels do not lower the DS1 VT "
+                  f"episode Se, lower the DS1 AF duration harmonic mean by no more than "
                   f"{AF_TIE_POINTS}, and raise that mean by more than {AF_TIE_POINTS} or the "
                   f"VT episode +P. Scored through the whole of ecg_rhythm with the module's "
                   f"settings. Chosen: `{lt['chosen']}`; module `{lt['module']}` "

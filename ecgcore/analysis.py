@@ -80,6 +80,22 @@ RHYTHM_LABELS = "morphology"
 (``bench/rhythm.py``, setting ``cnn_cv``)."""
 
 
+def rhythm_input_labels(
+    network_labels: np.ndarray | None, checked_labels: np.ndarray | None
+) -> np.ndarray | None:
+    """The five-class labels the rhythm is found from (:data:`RHYTHM_LABELS`).
+
+    Parameters
+    ----------
+    network_labels : np.ndarray
+        ``(n,)`` the network's own labels.
+    checked_labels : np.ndarray
+        ``(n,)`` the labels after the morphology rule (:func:`morphology_checked_labels`).
+        Both None without the classifiers: the rhythm is then found without classes.
+    """
+    return checked_labels if RHYTHM_LABELS == "morphology" else network_labels
+
+
 def in_rhythm(
     positions: np.ndarray, rhythm: list[dict[str, Any]], labels: tuple[str, ...] = NO_S_RHYTHMS
 ) -> np.ndarray:
@@ -344,10 +360,8 @@ class Analysis:
 
     @property
     def rhythm_input_labels(self) -> np.ndarray | None:
-        """The five-class labels the rhythm was found from (:data:`RHYTHM_LABELS`)."""
-        if RHYTHM_LABELS == "morphology":
-            return self.aami_beat_labels
-        return self.aami_network_labels
+        """The five-class labels the rhythm was found from (:func:`rhythm_input_labels`)."""
+        return rhythm_input_labels(self.aami_network_labels, self.aami_beat_labels)
 
     @property
     def rhythm_rule(self) -> np.ndarray | None:
@@ -759,7 +773,7 @@ def analyze(
         x360,
         rpeaks360,
         INTERNAL_FS,
-        beat_classes=checked360 if RHYTHM_LABELS == "morphology" else network360,
+        beat_classes=rhythm_input_labels(network360, checked360),
         p_peaks=points360["p_peak"],
         missing=missing360,
         look_for_vf=look_for_vf,
